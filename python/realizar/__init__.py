@@ -1,0 +1,25 @@
+"""realizar: bit-exact, SIMD, multi-core decoding of llama.cpp / GGML quantized weights to NumPy.
+
+>>> import numpy as np, realizar
+>>> block = bytes([0x00, 0x38]) + bytes(range(32))   # one Q8_0 block: d = 0.5, q = 0..31
+>>> realizar.dequantize(block, "Q8_0")[:4]
+array([0. , 0.5, 1. , 1.5], dtype=float32)
+"""
+
+from __future__ import annotations
+
+from ._api import dequantize, weights_in
+from ._realizar import RealizarError, __version__, available_kernels, kernel, set_kernel
+from ._types import QuantType, QuantTypeLike
+
+__all__ = [
+    "QuantType",
+    "QuantTypeLike",
+    "RealizarError",
+    "__version__",
+    "available_kernels",
+    "dequantize",
+    "kernel",
+    "set_kernel",
+    "weights_in",
+]

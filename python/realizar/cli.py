@@ -1,0 +1,87 @@
+"""The ``realizar`` command line. Each subcommand is a function ``cmd_<name>(args) -> int`` and one
+``add_parser`` call in :func:`build_parser`; exit codes follow the usual convention: 0 success,
+1 failure while working, 2 bad usage (argparse's own)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from . import _realizar
+from ._api import dequantize
+from ._types import QuantType
+
+
+def _demo_block(qt: QuantType, nblocks: int, rng: np.random.Generator) -> bytes:
+    """Random blocks of ``qt`` with sane fp16 scales (built-in example data, no file needed)."""
+    raw = rng.integers(0, 256, size=nblocks * qt.type_size, dtype=np.uint8)
+    if qt == QuantType.F32:
+        return rng.standard_normal(raw.size // 4).astype("<f4").tobytes()
+    if qt in (QuantType.F16, QuantType.BF16):
+        x = rng.standard_normal(raw.size // 2).astype(np.float32)
+        if qt == QuantType.F16:
+            return x.astype("<f2").tobytes()
+        return (x.view(np.uint32) >> 16).astype("<u2").tobytes()
+    blocks = raw.reshape(nblocks, qt.type_size)
+    # Put small positive fp16 scales where each format keeps them, so the numbers look like weights.
+    scale = np.float16(0.01).view(np.uint16)
+    offsets = {
+        QuantType.Q4_0: [0], QuantType.Q4_1: [0, 2], QuantType.Q5_0: [0], QuantType.Q5_1: [0, 2],
+        QuantType.Q8_0: [0], QuantType.Q2_K: [80, 82], QuantType.Q3_K: [108],
+        QuantType.Q4_K: [0, 2], QuantType.Q5_K: [0, 2], QuantType.Q6_K: [208],
+    }[qt]
+    for off in offsets:
+        blocks[:, off] = scale & 0xFF
+        blocks[:, off + 1] = scale >> 8
+    return blocks.tobytes()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Decode a small built-in example of every format and say what happened."""
+    rng = np.random.default_rng(0)
+    print(f"realizar {_realizar.__version__}, kernel {_realizar.kernel()} "
+          f"(available: {', '.join(_realizar.available_kernels())})")
+    print(f"{'type':<6} {'id':>3} {'block':>5} {'bytes':>5} {'bits/w':>7} {'in bytes':>9} "
+          f"{'weights':>8}  first values")
+    for qt in QuantType:
+        data = _demo_block(qt, args.blocks, rng)
+        t0 = time.perf_counter()
+        y = dequantize(data, qt)
+        dt = time.perf_counter() - t0
+        first = " ".join(f"{v:+.4f}" for v in y[:4])
+        print(f"{qt.name:<6} {qt.ggml_id:>3} {qt.block_size:>5} {qt.type_size:>5} {qt.bits_per_weight:>7.4g} "
+              f"{len(data):>9} {y.size:>8}  {first}  ({dt * 1e6:.0f} us)")
+    print("ok: every format decoded")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="realizar",
+        description="Decode llama.cpp / GGML quantized weights (bit-exact, SIMD, multi-core).",
+    )
+    parser.add_argument("--version", action="version", version=f"realizar {_realizar.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("demo", help="decode a built-in example of every format and print the result",
+                       description="Decode a small built-in example of every format and print what it did.")
+    p.add_argument("--blocks", type=int, default=4, help="blocks per format (default: %(default)s)")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (ValueError, OSError) as e:
+        print(f"realizar: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("realizar: interrupted", file=sys.stderr)
+        return 130

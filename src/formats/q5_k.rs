@@ -1,0 +1,70 @@
+//! Q5_K: 256 weights in 176 bytes. `d: f16 @0, dmin: f16 @2, scales[12] @4, qh[32] @16,
+//! qs[128] @48`. As Q4_K plus a fifth bit: in chunk c (0..4), weight l of the low half takes bit
+//! 2c of `qh[l]`, of the high half bit 2c+1. `y = (d * sc) * q - (dmin * m)`.
+
+use super::{f16_at, scale_min_k4};
+
+pub const BLOCK_WEIGHTS: usize = 256;
+pub const BLOCK_BYTES: usize = 176;
+
+/// Decodes one block (portable reference).
+#[inline(always)]
+pub fn decode_block(b: &[u8], y: &mut [f32]) {
+    let d = f16_at(b, 0);
+    let dmin = f16_at(b, 2);
+    let scales = &b[4..16];
+    let qh = &b[16..48];
+    let qs = &b[48..176];
+    for c in 0..4 {
+        let (sc1, m1) = scale_min_k4(2 * c, scales);
+        let (sc2, m2) = scale_min_k4(2 * c + 1, scales);
+        let (d1, m1) = (d * sc1 as f32, dmin * m1 as f32);
+        let (d2, m2) = (d * sc2 as f32, dmin * m2 as f32);
+        let q = &qs[32 * c..32 * c + 32];
+        let y = &mut y[64 * c..64 * c + 64];
+        for l in 0..32 {
+            let h1 = ((qh[l] >> (2 * c)) & 1) << 4;
+            let h2 = ((qh[l] >> (2 * c + 1)) & 1) << 4;
+            y[l] = d1 * ((q[l] & 0xF) | h1) as f32 - m1;
+            y[l + 32] = d2 * ((q[l] >> 4) | h2) as f32 - m2;
+        }
+    }
+}
+
+/// Decodes whole blocks (see [`super::DecodeFn`]).
+pub fn dequantize(src: &[u8], dst: &mut [f32]) {
+    for (b, y) in src.chunks_exact(BLOCK_BYTES).zip(dst.chunks_exact_mut(BLOCK_WEIGHTS)) {
+        decode_block(b, y);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::pack_scale_min_k4;
+    use super::super::testutil::{bytes, h};
+    use super::*;
+
+    #[test]
+    fn hand_built_block() {
+        let sc = [5u8, 60, 18, 41, 3, 34, 61, 6];
+        let mn = [62u8, 8, 10, 22, 45, 2, 31, 59];
+        let (d, dmin) = (0.015625f32, -0.125f32);
+        let mut b = vec![0u8; BLOCK_BYTES];
+        b[0..2].copy_from_slice(&h(d));
+        b[2..4].copy_from_slice(&h(dmin));
+        b[4..16].copy_from_slice(&pack_scale_min_k4(&sc, &mn));
+        b[16..].copy_from_slice(&bytes(160, 5));
+        let mut y = vec![0f32; 256];
+        dequantize(&b, &mut y);
+        for (e, &got) in y.iter().enumerate() {
+            let (c, half, l) = (e / 64, (e % 64) / 32, e % 32);
+            let byte = b[48 + 32 * c + l];
+            let nib = if half == 0 { byte & 0xF } else { byte >> 4 };
+            let hi = (b[16 + l] >> (2 * c + half)) & 1;
+            let q = nib + 16 * hi;
+            let s = 2 * c + half;
+            let want = (d * sc[s] as f32) * q as f32 - dmin * mn[s] as f32;
+            assert_eq!(got, want, "weight {e}");
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! realizar: bit-exact, SIMD, multi-core decoding of the block-quantized weight formats of
+//! llama.cpp / GGML (Q4_0 … Q6_K, F16, BF16) into `f32`.
+//!
+//! ```
+//! use realizar::{dequantize, QuantType};
+//! // One Q8_0 block: fp16 scale 0.5, then 32 signed 8-bit quants.
+//! let mut block = vec![0x00, 0x38];
+//! block.extend((0..32).map(|i| i as u8));
+//! let y = dequantize(&block, QuantType::Q8_0).unwrap();
+//! assert_eq!(y[3], 1.5);
+//! ```
+//!
+//! Layout: `quant_type.rs` is the table of formats, `formats/` has one file per format (the portable
+//! reference decoders), `kernels/` one file per instruction set, `parallel.rs` the threading, and
+//! `python/` (feature `python`) the PyO3 bindings, which only convert types.
+
+pub mod error;
+pub mod formats;
+pub mod kernels;
+pub mod parallel;
+pub mod quant_type;
+
+#[cfg(feature = "python")]
+mod python;
+
+pub use error::{Error, Result};
+pub use kernels::Kernel;
+pub use quant_type::QuantType;
+
+/// How to decode: how many threads, which kernel. `Default` is what [`dequantize`] uses.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Threads to use; 0 lets realizar choose (all cores for large inputs, one for small).
+    pub threads: usize,
+    /// Kernel to use; `None` is the active one ([`kernels::active`]).
+    pub kernel: Option<Kernel>,
+}
+
+/// Decodes `data` (whole blocks of `qtype`) into a new vector of `f32`.
+pub fn dequantize(data: &[u8], qtype: QuantType) -> Result<Vec<f32>> {
+    let n = qtype.weights_in(data.len())?;
+    let mut out = vec![0f32; n];
+    dequantize_into_with(data, qtype, &mut out, Options::default())?;
+    Ok(out)
+}
+
+/// Decodes `data` into `out`, which must hold exactly the number of weights `data` encodes.
+pub fn dequantize_into(data: &[u8], qtype: QuantType, out: &mut [f32]) -> Result<()> {
+    dequantize_into_with(data, qtype, out, Options::default())
+}
+
+/// [`dequantize_into`] with explicit [`Options`].
+pub fn dequantize_into_with(data: &[u8], qtype: QuantType, out: &mut [f32], opts: Options) -> Result<()> {
+    let n = qtype.weights_in(data.len())?;
+    if out.len() != n {
+        return Err(Error::BadOutputLength { qtype, input_bytes: data.len(), expected: n, actual: out.len() });
+    }
+    let kernel = match opts.kernel {
+        Some(k) if !k.is_supported() => {
+            return Err(Error::InvalidArgument(format!("kernel {k} is not supported on this CPU")))
+        }
+        Some(k) => k,
+        None => kernels::active(),
+    };
+    let decode = kernels::decoder(qtype, kernel);
+    parallel::run(decode, qtype, data, out, parallel::threads_for(n, opts.threads));
+    Ok(())
+}
