@@ -1,0 +1,104 @@
+"""Every access to model weights used by :mod:`realizar.eval` goes through this module.
+
+Two functions, and nothing else in the package touches a GGUF file or a quantizer:
+
+* :func:`load_model` reads a GGUF file into ``(metadata, tensors)``: the metadata as plain Python
+  values, each tensor decoded to float32 in NumPy order (the GGUF dims reversed).
+* :func:`requantize` applies the protocol's re-quantization to one weight tensor.
+
+# TEMPORARY: switch to realizar.GGUFFile / realizar.quantize at merge.
+Parsing the file uses gguf-py's ``GGUFReader`` and quantizing uses ``gguf.quants.quantize`` (which
+only has the legacy formats Q4_0, Q4_1, Q5_0, Q5_1, Q8_0); decoding already uses
+:func:`realizar.dequantize`. The two places to change are marked ``TEMPORARY`` below.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .._api import dequantize
+from .._types import QuantType, QuantTypeLike
+
+F32Array = npt.NDArray[np.float32]
+
+# Weights re-quantized per call; a multiple of 256 so that no block (32 or 256 weights) is split and
+# the result is the same as quantizing the whole flattened tensor at once.
+_CHUNK = 1 << 20
+
+
+def load_model(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, F32Array]]:
+    """Read a GGUF file: its metadata and every tensor decoded to float32, in NumPy order.
+
+    Returns:
+        ``(metadata, tensors)``: ``metadata`` maps each key to a Python value (int, float, bool,
+        str or list); ``tensors`` maps each tensor name to a C-contiguous float32 array whose shape
+        is the GGUF dims reversed (so a ``[n_in, n_out]`` matrix is ``(n_out, n_in)``).
+
+    Raises:
+        OSError: the file cannot be read.
+        ValueError: the file is not a valid GGUF file or holds a tensor type realizar cannot decode.
+    """
+    # TEMPORARY: switch to realizar.GGUFFile / realizar.quantize at merge. With GGUFFile this body is:
+    #     with GGUFFile(path) as f:
+    #         return dict(f.metadata), {name: f.dequantize(name) for name in f.tensors}
+    import gguf
+
+    try:
+        reader = gguf.GGUFReader(os.fspath(path))
+    except (ValueError, IndexError, KeyError) as e:
+        raise ValueError(f"{os.fspath(path)}: not a readable GGUF file ({e})") from e
+    metadata: dict[str, Any] = {}
+    for name, field in reader.fields.items():
+        if name.startswith("GGUF."):
+            continue  # header fields (version, counts), not metadata
+        metadata[name] = field.contents()
+    tensors: dict[str, F32Array] = {}
+    for t in reader.tensors:
+        shape = tuple(int(d) for d in reversed([int(x) for x in t.shape]))
+        qt = QuantType.parse(int(t.tensor_type))
+        tensors[t.name] = dequantize(np.ascontiguousarray(t.data), qt, shape=shape)
+    return metadata, tensors
+
+
+def _quantize(flat: F32Array, qt: QuantType) -> npt.NDArray[np.uint8]:
+    """ggml's reference quantizer for ``qt`` applied to a 1-D float32 array (whole blocks)."""
+    # TEMPORARY: switch to realizar.GGUFFile / realizar.quantize at merge. With realizar.quantize:
+    #     return quantize(flat, qt)
+    import gguf
+
+    try:
+        return np.asarray(gguf.quants.quantize(flat, gguf.GGMLQuantizationType(int(qt))), dtype=np.uint8)
+    except NotImplementedError as e:
+        raise NotImplementedError(
+            f"re-quantizing to {qt.name} needs realizar.quantize (gguf-py's quantizer only has "
+            f"Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0)"
+        ) from e
+
+
+def is_replaced(w: np.ndarray, qtype: QuantTypeLike) -> bool:
+    """Whether the protocol re-quantizes ``w``: 2 or more dims and a multiple of 256 elements."""
+    QuantType.parse(qtype)
+    return w.ndim >= 2 and w.size % 256 == 0
+
+
+def requantize(w: np.ndarray, qtype: QuantTypeLike) -> F32Array:
+    """The protocol's variant of one tensor: ``dequantize(quantize_T(w.ravel()))`` reshaped back.
+
+    Tensors with fewer than 2 dims, or whose element count is not a multiple of 256, are returned
+    unchanged (the same object). Blocks run over the flattened tensor in storage order.
+    """
+    qt = QuantType.parse(qtype)
+    if not qt.is_quantized:
+        raise ValueError(f"re-quantization target must be a block-quantized type, got {qt.name}")
+    if not is_replaced(w, qt):
+        return np.asarray(w, dtype=np.float32)
+    flat = np.ascontiguousarray(w, dtype=np.float32).reshape(-1)
+    out = np.empty(flat.size, dtype=np.float32)
+    for start in range(0, flat.size, _CHUNK):
+        stop = min(start + _CHUNK, flat.size)
+        dequantize(_quantize(flat[start:stop], qt), qt, out=out[start:stop])
+    return out.reshape(w.shape)
