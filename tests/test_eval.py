@@ -273,6 +273,10 @@ def test_unsupported_architecture_and_scaling() -> None:
     md["llama.rope.scaling.type"] = "yarn"
     with pytest.raises(ModelError, match=r"RoPE scaling type 'yarn'"):
         Model(md, gguf_tensors("llama", w))
+    md = gguf_metadata("llama")
+    md["llama.rope.dimension_count"] = 8
+    with pytest.raises(ModelError, match=r"rope\.dimension_count 8: expected the head size 16"):
+        Model(md, gguf_tensors("llama", w))
     t = gguf_tensors("llama", w)
     t["blk.0.ffn_gate_exps.weight"] = np.zeros((4, 64))
     with pytest.raises(ModelError, match=r"not used.*ffn_gate_exps"):

@@ -100,6 +100,10 @@ class HParams:
             raise ModelError(
                 f"rope.dimension_count ({n_rot}) must be even and at most the head size {head_dim}"
             )
+        if arch == "llama" and n_rot != head_dim:  # llama.cpp's load_hparams rejects this too
+            raise ModelError(
+                f"invalid {arch}.rope.dimension_count {n_rot}: expected the head size {head_dim}"
+            )
         # llama.cpp: scaling type defaults to "linear"; factor from rope.scaling.factor, else the older
         # rope.scale_linear; freq_scale = 1/factor (0 or absent means no scaling).
         scaling = _scalar(md, f"{arch}.rope.scaling.type", str, "linear", required=False)
