@@ -3,6 +3,7 @@ llama.cpp Q/K row permutation, the perplexity protocol, re-quantization, errors 
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import math
 from pathlib import Path
@@ -16,6 +17,8 @@ import realizar
 from realizar import cli
 from realizar.eval import Model, ModelError, load_model, perplexity, requantize, weights
 from realizar.eval.perplexity import format_table, window_nll
+
+ppl_module = importlib.import_module("realizar.eval.perplexity")  # the module, not the function
 
 F64 = npt.NDArray[np.float64]
 
@@ -394,6 +397,23 @@ def test_cli_perplexity(tiny: tuple[Path, dict[str, Any], np.ndarray], tmp_path:
     rc = cli.main(["perplexity", str(path), "--tokens", str(npy), "--ctx", "16", "--windows", "9"])
     assert rc == 1
     assert "tokens" in capsys.readouterr().err
+    rc = cli.main(["perplexity", str(path), "--tokens", str(npy), "--requantize", "Q9_9"])
+    assert rc == 1
+    assert "Q9_9" in capsys.readouterr().err
+
+
+def test_missing_quantizer_fails_before_any_evaluation(
+    tiny: tuple[Path, dict[str, Any], np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, _, toks = tiny
+
+    def no_quantizer(flat: np.ndarray, qt: realizar.QuantType) -> np.ndarray:
+        raise NotImplementedError(f"re-quantizing to {qt.name} needs realizar.quantize")
+
+    monkeypatch.setattr(weights, "_quantize", no_quantizer)
+    monkeypatch.setattr(ppl_module, "load_model", None)  # must not be reached
+    with pytest.raises(ValueError, match=r"Q4_K needs realizar\.quantize"):
+        perplexity(path, toks, ctx=16, windows=1, requantize="Q4_K", progress=False)
 
 
 # ---------------------------------------------------------------------------------------------

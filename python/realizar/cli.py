@@ -61,9 +61,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_perplexity(args: argparse.Namespace) -> int:
     """Perplexity of a GGUF model on a token file: the reference, then each re-quantized variant."""
+    # imported here so that the other subcommands do not load the evaluation code
     from .eval.perplexity import format_table, perplexity
+    from .eval.weights import check_requantize
 
-    variants: list[QuantType | None] = [None, *(QuantType.parse(t) for t in args.requantize)]
+    variants: list[QuantType | None] = [None, *(check_requantize(t) for t in args.requantize)]
     tokens = np.load(args.tokens)
     results = []
     t0 = time.perf_counter()

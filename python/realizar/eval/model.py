@@ -17,6 +17,7 @@ KV head stacked on the row axis.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -41,13 +42,19 @@ def _scalar(md: Mapping[str, Any], key: str, kind: type, default: Any = None, re
             raise ModelError(f"missing GGUF metadata key '{key}'")
         return default
     value = md[key]
-    if isinstance(value, list):  # llama.cpp allows per-layer arrays; we need them all equal
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, list | tuple):  # llama.cpp allows per-layer arrays; we need them all equal
         if not value or any(v != value[0] for v in value):
             raise ModelError(f"metadata key '{key}' varies per layer ({value!r}); not supported")
         value = value[0]
-    if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    if kind is float and isinstance(value, numbers.Real) and not isinstance(value, bool):
         return float(value)
-    if kind is int and isinstance(value, int) and not isinstance(value, bool):
+    if kind is int and isinstance(value, numbers.Integral) and not isinstance(value, bool):
         return int(value)
     if kind is str and isinstance(value, str):
         return value
@@ -75,9 +82,7 @@ class HParams:
     @classmethod
     def from_metadata(cls, md: Mapping[str, Any]) -> HParams:
         """Read the hyperparameters; a :class:`ModelError` names any missing or unsupported key."""
-        arch = md.get("general.architecture")
-        if arch is None:
-            raise ModelError("missing GGUF metadata key 'general.architecture'")
+        arch = _scalar(md, "general.architecture", str)
         if arch not in ROPE_TYPES:
             raise ModelError(
                 f"unsupported architecture '{arch}' (supported: {', '.join(SUPPORTED_ARCHITECTURES)})"

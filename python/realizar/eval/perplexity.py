@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from .._types import QuantType, QuantTypeLike
 from .model import Model
-from .weights import is_replaced, load_model
+from .weights import check_requantize, is_replaced, load_model
 from .weights import requantize as requantize_tensor
 
 SEVEN_B = 7e9  # parameters of the "7B model" used for the size column
@@ -138,7 +138,7 @@ def perplexity(
         raise ValueError(f"need ctx >= 2 and windows >= 1, got ctx={ctx}, windows={windows}")
     if toks.size < ctx * windows:
         raise ValueError(f"{windows} windows of {ctx} tokens need {ctx * windows} tokens; got {toks.size}")
-    qt = None if requantize is None else QuantType.parse(requantize)
+    qt = None if requantize is None else check_requantize(requantize)
 
     t0 = time.perf_counter()
     metadata, tensors = load_model(model_path)

@@ -44,7 +44,9 @@ def load_model(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, 
     """
     # TEMPORARY: switch to realizar.GGUFFile / realizar.quantize at merge. With GGUFFile this body is:
     #     with GGUFFile(path) as f:
-    #         return dict(f.metadata), {name: f.dequantize(name) for name in f.tensors}
+    #         return dict(f.metadata), {name: np.array(f.dequantize(name), copy=True) for name in f.tensors}
+    # (the copy only matters if dequantize may return views into the file's mmap, e.g. for F32
+    # tensors: the arrays must stay valid after the file is closed; drop it if they are owned).
     import gguf
 
     try:
@@ -77,6 +79,16 @@ def _quantize(flat: F32Array, qt: QuantType) -> npt.NDArray[np.uint8]:
             f"re-quantizing to {qt.name} needs realizar.quantize (gguf-py's quantizer only has "
             f"Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0)"
         ) from e
+
+
+def check_requantize(qtype: QuantTypeLike) -> QuantType:
+    """Fail early (ValueError) if re-quantizing to ``qtype`` is not possible; return the type."""
+    qt = QuantType.parse(qtype)
+    try:
+        requantize(np.zeros((1, 256), dtype=np.float32), qt)
+    except NotImplementedError as e:
+        raise ValueError(str(e)) from e
+    return qt
 
 
 def is_replaced(w: np.ndarray, qtype: QuantTypeLike) -> bool:
