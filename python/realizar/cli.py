@@ -72,7 +72,8 @@ def cmd_perplexity(args: argparse.Namespace) -> int:
     for v in variants:
         r = perplexity(args.model, tokens, requantize=v, ctx=args.ctx, windows=args.windows,
                        progress=not args.no_progress)
-        print(f"{r.name}: ppl {r.ppl:.4f} (load {r.load_seconds:.1f} s, eval {r.eval_seconds:.1f} s)",
+        print(f"{r.name}: ppl {r.ppl:.4f} (load {r.load_seconds:.1f} s, eval {r.eval_seconds:.1f} s, "
+              f"{r.eval_cpu_seconds:.1f} s CPU)",
               file=sys.stderr, flush=True)
         results.append(r)
     print(f"model {args.model}, tokens {args.tokens}: {args.windows} windows of {args.ctx} tokens, "

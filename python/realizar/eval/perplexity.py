@@ -37,6 +37,7 @@ class PerplexityResult:
     ctx: int
     load_seconds: float
     eval_seconds: float
+    eval_cpu_seconds: float = 0.0  # CPU time of all threads during the evaluation (load-independent cost)
     replaced_tensors: int = 0
     replaced_weights: int = 0
     total_weights: int = 0
@@ -87,7 +88,9 @@ def window_nll(logits: npt.NDArray[np.float32], tokens: np.ndarray) -> float:
     lg = logits[:-1]
     target = np.asarray(tokens[1:], dtype=np.intp)
     m = lg.max(axis=-1, keepdims=True)
-    lse = np.log(np.sum(np.exp(lg - m), axis=-1, dtype=np.float64)) + m[:, 0].astype(np.float64)
+    e = lg - m
+    np.exp(e, out=e)
+    lse = np.log(np.sum(e, axis=-1, dtype=np.float64)) + m[:, 0].astype(np.float64)
     picked = lg[np.arange(lg.shape[0]), target].astype(np.float64)
     return float(np.sum(lse - picked))
 
@@ -161,13 +164,13 @@ def perplexity(
     del tensors
     load_s = time.perf_counter() - t0
 
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     nll: list[float] = []
     desc = f"{os.path.basename(os.fspath(model_path))} {'reference' if qt is None else qt.name}"
     for i in _progress(range(windows), windows, desc, progress):
         window = toks[i * ctx : (i + 1) * ctx]
         nll.append(window_nll(model.logits(window), window))
-    eval_s = time.perf_counter() - t1
+    eval_s, eval_cpu = time.perf_counter() - t1, time.process_time() - c1
     scored = windows * (ctx - 1)
     return PerplexityResult(
         model=os.fspath(model_path),
@@ -178,6 +181,7 @@ def perplexity(
         ctx=ctx,
         load_seconds=load_s,
         eval_seconds=eval_s,
+        eval_cpu_seconds=eval_cpu,
         replaced_tensors=n_rep,
         replaced_weights=n_rep_w,
         total_weights=total,
@@ -205,6 +209,7 @@ def summary_rows(results: Sequence[PerplexityResult]) -> list[dict[str, object]]
                 "replaced_tensors": r.replaced_tensors,
                 "load_s": r.load_seconds,
                 "eval_s": r.eval_seconds,
+                "eval_cpu_s": r.eval_cpu_seconds,
             }
         )
     return rows
@@ -218,7 +223,7 @@ def format_table(results: Sequence[PerplexityResult]) -> str:
 
     head = (
         f"{'variant':<10} {'ppl':>10} {'change':>9} {'bits/w':>7} {'7B GB':>6} {'rel RMS err':>11} "
-        f"{'tensors':>7} {'load s':>7} {'eval s':>7}"
+        f"{'tensors':>7} {'load s':>7} {'eval s':>7} {'cpu s':>7}"
     )
     lines = [head, "-" * len(head)]
     for row in summary_rows(results):
@@ -228,6 +233,6 @@ def format_table(results: Sequence[PerplexityResult]) -> str:
             f"{'-' if change is None else format(change, '+.2f') + '%':>9} "
             f"{f(row['bits_per_weight'], '.4g'):>7} {f(row['size_7b_gb'], '.2f'):>6} "
             f"{f(row['rel_rms_error'], '.5f'):>11} {row['replaced_tensors']!s:>7} "
-            f"{f(row['load_s'], '.1f'):>7} {f(row['eval_s'], '.1f'):>7}"
+            f"{f(row['load_s'], '.1f'):>7} {f(row['eval_s'], '.1f'):>7} {f(row['eval_cpu_s'], '.1f'):>7}"
         )
     return "\n".join(lines)
