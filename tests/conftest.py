@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import pytest
+from hypothesis import settings
 
 # The repository is checked out next to ../shared (the same in CI).
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 VECTORS = SHARED / "vectors"
+
+# Hypothesis: a fixed, derandomised profile in CI (.ci/run sets HYPOTHESIS_PROFILE=ci) so a run
+# is reproducible.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture(scope="session")
@@ -38,10 +45,3 @@ def assert_bits_equal(got: npt.NDArray[np.float32], want: npt.NDArray[np.float32
             f"{what}: {bad.size} of {g.size} values differ; first at {i}: "
             f"got {g[i]:#010x} ({got.reshape(-1)[i]!r}), want {w[i]:#010x} ({want.reshape(-1)[i]!r})"
         )
-
-
-# Hypothesis: a fixed, derandomised profile in CI so a run is reproducible.
-from hypothesis import settings  # noqa: E402
-
-settings.register_profile("ci", derandomize=True, print_blob=True)
-settings.load_profile(__import__("os").environ.get("HYPOTHESIS_PROFILE", "default"))
