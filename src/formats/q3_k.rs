@@ -4,6 +4,7 @@
 //! `y = (d * s) * q`.
 
 use super::f16_at;
+use super::kquant_search::{make_q3_quants, make_qx_quants, nearest_int, put_f16, sum_sq};
 
 pub const BLOCK_WEIGHTS: usize = 256;
 pub const BLOCK_BYTES: usize = 110;
@@ -40,6 +41,143 @@ pub fn decode_block(b: &[u8], y: &mut [f32]) {
 pub fn dequantize(src: &[u8], dst: &mut [f32]) {
     for (b, y) in src.chunks_exact(BLOCK_BYTES).zip(dst.chunks_exact_mut(BLOCK_WEIGHTS)) {
         decode_block(b, y);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding (ggml's `quantize_row_q3_K_ref` and `quantize_q3_K` with an importance matrix).
+// Block: hmask[32] @0, qs[64] @32, scales[12] @96, d @108.
+
+/// Packs the 6-bit value `l` (0..63) of sub-block `j` into the 12 scale bytes `s` (which start at 0).
+#[inline(always)]
+fn pack_scale(s: &mut [u8], j: usize, l: i32) {
+    if j < 8 {
+        s[j] = (l & 0xF) as u8;
+    } else {
+        s[j - 8] |= ((l & 0xF) << 4) as u8;
+    }
+    let l = l >> 4;
+    s[j % 4 + 8] |= (l << (2 * (j / 4))) as u8;
+}
+
+/// Requantizes with the stored scales, then builds hmask and qs (the common tail).
+#[allow(non_snake_case)]
+#[inline(always)]
+fn requantize_and_pack(x: &[f32], y: &mut [u8], L: &mut [i8; 256], d_all: f32) {
+    for j in 0..16 {
+        let s = &y[96..108];
+        let mut sc: i8 = if j < 8 { (s[j] & 0xF) as i8 } else { (s[j - 8] >> 4) as i8 };
+        sc = ((sc as i32 | ((((s[8 + j % 4] >> (2 * (j / 4))) & 3) as i32) << 4)) - 32) as i8;
+        let d = d_all * sc as f32;
+        if d == 0.0 {
+            continue;
+        }
+        for ii in 0..16 {
+            let l = nearest_int(x[16 * j + ii] / d).min(3).max(-4);
+            L[16 * j + ii] = (l + 4) as i8;
+        }
+    }
+    y[..32].fill(0);
+    let mut m = 0usize;
+    let mut hm = 1u8;
+    for j in 0..256 {
+        if L[j] > 3 {
+            y[m] |= hm;
+            L[j] -= 4;
+        }
+        m += 1;
+        if m == 32 {
+            m = 0;
+            hm = hm.wrapping_shl(1);
+        }
+    }
+    for j in (0..256).step_by(128) {
+        for l in 0..32 {
+            y[32 + j / 4 + l] = (L[j + l] as u8)
+                | ((L[j + l + 32] as u8) << 2)
+                | ((L[j + l + 64] as u8) << 4)
+                | ((L[j + l + 96] as u8) << 6);
+        }
+    }
+}
+
+/// Encodes one block exactly as ggml's `quantize_row_q3_K_ref`.
+#[allow(non_snake_case)]
+pub fn quantize_block(x: &[f32], y: &mut [u8]) {
+    let x = &x[..BLOCK_WEIGHTS];
+    let mut L = [0i8; 256];
+    let mut scales = [0f32; 16];
+    let mut max_scale = 0f32;
+    let mut amax = 0f32;
+    for j in 0..16 {
+        scales[j] = make_q3_quants(16, 4, &x[16 * j..], &mut L[16 * j..], true);
+        let scale = scales[j].abs();
+        if scale > amax {
+            amax = scale;
+            max_scale = scales[j];
+        }
+    }
+    y[96..108].fill(0);
+    let d_all;
+    if max_scale != 0.0 {
+        let iscale = -32.0f32 / max_scale;
+        for j in 0..16 {
+            let l8 = nearest_int(iscale * scales[j]) as i8;
+            let l = (l8 as i32).min(31).max(-32) + 32;
+            pack_scale(&mut y[96..108], j, l as i8 as i32);
+        }
+        d_all = put_f16(y, 108, 1.0 / iscale);
+    } else {
+        d_all = put_f16(y, 108, 0.0);
+    }
+    requantize_and_pack(x, y, &mut L, d_all);
+}
+
+/// Encodes whole blocks (`quantize_row_q3_K_ref`).
+pub fn quantize(src: &[f32], dst: &mut [u8]) {
+    for (x, y) in src.chunks_exact(BLOCK_WEIGHTS).zip(dst.chunks_exact_mut(BLOCK_BYTES)) {
+        quantize_block(x, y);
+    }
+}
+
+/// Encodes one block with its 256 importance weights, exactly as ggml's `quantize_row_q3_K_impl`.
+#[allow(non_snake_case)]
+pub fn quantize_block_imatrix(x: &[f32], qw: &[f32], y: &mut [u8]) {
+    let x = &x[..BLOCK_WEIGHTS];
+    let mut L = [0i8; 256];
+    let mut scales = [0f32; 16];
+    let mut weight = [0f32; 16];
+    let mut sw = [0f32; 16];
+    let mut Ls = [0i8; 16];
+    let sigma2 = 2.0 * sum_sq(x) / 256.0;
+    for j in 0..16 {
+        let q = &qw[16 * j..16 * j + 16];
+        for l in 0..16 {
+            let xv = x[16 * j + l];
+            weight[l] = q[l] * (sigma2 + xv * xv).sqrt();
+        }
+        let mut sumw = 0f32;
+        for &w in &weight {
+            sumw += w;
+        }
+        sw[j] = sumw;
+        scales[j] = make_qx_quants(16, 4, &x[16 * j..], &mut L[16 * j..], 1, Some(&weight));
+    }
+    y[96..108].fill(0);
+    let d_block = make_qx_quants(16, 32, &scales, &mut Ls, 1, Some(&sw));
+    for j in 0..16 {
+        pack_scale(&mut y[96..108], j, Ls[j] as i32);
+    }
+    let d_all = put_f16(y, 108, d_block);
+    requantize_and_pack(x, y, &mut L, d_all);
+}
+
+/// Encodes one row with importance weights `qw` (`quantize_q3_K` with quant_weights).
+pub fn quantize_row_imatrix(x: &[f32], qw: &[f32], dst: &mut [u8]) {
+    for ((x, qw), y) in
+        x.chunks_exact(BLOCK_WEIGHTS).zip(qw.chunks_exact(BLOCK_WEIGHTS)).zip(dst.chunks_exact_mut(BLOCK_BYTES))
+    {
+        quantize_block_imatrix(x, qw, y);
     }
 }
 

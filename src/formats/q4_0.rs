@@ -2,6 +2,7 @@
 //! `qs[j]`, weight j + 16 its high nibble; `y = (q - 8) * d`.
 
 use super::f16_at;
+use super::kquant_search::{make_qx_quants, put_f16, sum_sq};
 
 pub const BLOCK_WEIGHTS: usize = 32;
 pub const BLOCK_BYTES: usize = 18;
@@ -21,6 +22,62 @@ pub fn decode_block(b: &[u8], y: &mut [f32]) {
 pub fn dequantize(src: &[u8], dst: &mut [f32]) {
     for (b, y) in src.chunks_exact(BLOCK_BYTES).zip(dst.chunks_exact_mut(BLOCK_WEIGHTS)) {
         decode_block(b, y);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding (ggml's `quantize_row_q4_0_ref` and `quantize_q4_0` with an importance matrix).
+
+/// Encodes one block exactly as ggml's `quantize_row_q4_0_ref`.
+#[inline(always)]
+pub fn quantize_block(x: &[f32], y: &mut [u8]) {
+    let x = &x[..BLOCK_WEIGHTS];
+    let mut amax = 0f32;
+    let mut max = 0f32;
+    for &v in x {
+        if amax < v.abs() {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    let d = max / -8.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    put_f16(y, 0, d);
+    for j in 0..16 {
+        let x0 = x[j] * id;
+        let x1 = x[16 + j] * id;
+        let xi0 = ((x0 + 8.5f32) as i32 as i8 as i32).min(15) as u8;
+        let xi1 = ((x1 + 8.5f32) as i32 as i8 as i32).min(15) as u8;
+        y[2 + j] = xi0 | (xi1 << 4);
+    }
+}
+
+/// Encodes whole blocks (`quantize_row_q4_0_ref`).
+pub fn quantize(src: &[f32], dst: &mut [u8]) {
+    for (x, y) in src.chunks_exact(BLOCK_WEIGHTS).zip(dst.chunks_exact_mut(BLOCK_BYTES)) {
+        quantize_block(x, y);
+    }
+}
+
+/// Encodes one row with importance weights `qw` (one per weight of the row), exactly as ggml's
+/// `quantize_row_q4_0_impl`.
+#[allow(non_snake_case)]
+pub fn quantize_row_imatrix(x: &[f32], qw: &[f32], dst: &mut [u8]) {
+    let n_per_row = x.len();
+    let sigma2 = sum_sq(x) / n_per_row as f32;
+    let mut weight = [0f32; BLOCK_WEIGHTS];
+    let mut L = [0i8; BLOCK_WEIGHTS];
+    for ((xb, qw), y) in
+        x.chunks_exact(BLOCK_WEIGHTS).zip(qw.chunks_exact(BLOCK_WEIGHTS)).zip(dst.chunks_exact_mut(BLOCK_BYTES))
+    {
+        for j in 0..BLOCK_WEIGHTS {
+            weight[j] = qw[j] * (sigma2 + xb[j] * xb[j]).sqrt();
+        }
+        let d = make_qx_quants(BLOCK_WEIGHTS, 8, xb, &mut L, 1, Some(&weight));
+        put_f16(y, 0, d);
+        for j in 0..16 {
+            y[2 + j] = (L[j] as u8) | ((L[j + 16] as u8) << 4);
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Q8_0: 32 weights in 34 bytes. `d: f16 @0, qs: i8[32] @2`; `y = q * d`.
 
 use super::f16_at;
+use super::kquant_search::put_f16;
 
 pub const BLOCK_WEIGHTS: usize = 32;
 pub const BLOCK_BYTES: usize = 34;
@@ -18,6 +19,33 @@ pub fn decode_block(b: &[u8], y: &mut [f32]) {
 pub fn dequantize(src: &[u8], dst: &mut [f32]) {
     for (b, y) in src.chunks_exact(BLOCK_BYTES).zip(dst.chunks_exact_mut(BLOCK_WEIGHTS)) {
         decode_block(b, y);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding (ggml's `quantize_row_q8_0_ref`; ggml's `quantize_q8_0` ignores an importance matrix).
+
+/// Encodes one block exactly as ggml's `quantize_row_q8_0_ref` (C `roundf`: half away from zero).
+#[inline(always)]
+pub fn quantize_block(x: &[f32], y: &mut [u8]) {
+    let x = &x[..BLOCK_WEIGHTS];
+    let mut amax = 0f32;
+    for &v in x {
+        let a = v.abs();
+        amax = if amax > a { amax } else { a };
+    }
+    let d = amax / 127.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    put_f16(y, 0, d);
+    for j in 0..BLOCK_WEIGHTS {
+        y[2 + j] = (x[j] * id).round() as i32 as i8 as u8;
+    }
+}
+
+/// Encodes whole blocks (`quantize_row_q8_0_ref`).
+pub fn quantize(src: &[f32], dst: &mut [u8]) {
+    for (x, y) in src.chunks_exact(BLOCK_WEIGHTS).zip(dst.chunks_exact_mut(BLOCK_BYTES)) {
+        quantize_block(x, y);
     }
 }
 
