@@ -84,6 +84,20 @@ pub fn encoder(qtype: QuantType) -> EncodeFn {
     }
 }
 
+/// The fastest encoder of a type for this CPU and the active kernel: the same bytes as
+/// [`encoder`] (independent blocks / sub-blocks side by side in SIMD lanes), or [`encoder`] itself
+/// when the scalar kernel is forced.
+pub fn fast_encoder(qtype: QuantType) -> EncodeFn {
+    match qtype {
+        QuantType::Q2_K => formats::q2_k::quantize_fast,
+        QuantType::Q3_K => formats::q3_k::quantize_fast,
+        QuantType::Q4_K => formats::q4_k::quantize_fast,
+        QuantType::Q5_K => formats::q5_k::quantize_fast,
+        QuantType::Q6_K => formats::q6_k::quantize_fast,
+        _ => encoder(qtype),
+    }
+}
+
 /// The importance-weighted encoder of a type, or `None` where ggml ignores the importance matrix.
 pub fn imatrix_encoder(qtype: QuantType) -> Option<ImatrixEncodeFn> {
     Some(match qtype {
@@ -221,7 +235,7 @@ pub fn quantize_rows_into_with(x: &[f32], qtype: QuantType, out: &mut [u8], opts
             split(x, out, nrows, n_per_row, row_bytes, threads, &run);
         }
         _ => {
-            let enc = encoder(qtype);
+            let enc = fast_encoder(qtype);
             let nblocks = n / bs;
             split(x, out, nblocks, bs, qtype.type_size(), threads, &|x: &[f32], out: &mut [u8]| enc(x, out));
         }
@@ -271,6 +285,56 @@ mod tests {
         qw[3] = -1.0;
         assert!(matches!(quantize_rows(&x, QuantType::Q4_K, 256, Some(&qw)), Err(Error::BadImatrix(_))));
         assert!(matches!(quantize_rows(&x, QuantType::Q4_0, 96, None), Err(Error::BadValueCount { .. })));
+    }
+
+    /// Pseudo-random rows with every kind of trouble: zeros, constants, ties, tiny and huge values.
+    fn nasty(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed | 1;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        (0..n)
+            .map(|i| {
+                let r = next();
+                let g = ((r >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 4.0;
+                match (i / 256 + (r as usize & 7)) % 12 {
+                    0 => 0.0,
+                    1 => 0.25,
+                    2 => g * 1e-8,
+                    3 => g * 3e5,
+                    4 => (g * 4.0).round() / 2.0,
+                    5 => g.abs(),
+                    6 => -g.abs(),
+                    7 if r & 0x100 == 0 => 0.0,
+                    _ => g,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fast_encoders_equal_reference() {
+        for seed in 1..6u64 {
+            let x = nasty(256 * 64, seed);
+            for &t in &QuantType::ALL {
+                let n = encoded_len(t, x.len()).unwrap();
+                let (mut a, mut b) = (vec![0u8; n], vec![0u8; n]);
+                encoder(t)(&x, &mut a);
+                fast_encoder(t)(&x, &mut b);
+                if a != b {
+                    let bs = t.type_size();
+                    let i = (0..n / bs).find(|&i| a[i * bs..(i + 1) * bs] != b[i * bs..(i + 1) * bs]).unwrap();
+                    panic!(
+                        "{t} seed {seed}: block {i} differs:\n{:?}\n{:?}",
+                        &a[i * bs..(i + 1) * bs],
+                        &b[i * bs..(i + 1) * bs]
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -182,6 +182,112 @@ pub fn quantize_row_imatrix(x: &[f32], qw: &[f32], dst: &mut [u8]) {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod lanes {
+    use super::super::kquant_lanes::avx2::*;
+    use super::super::kquant_lanes::transpose_in;
+    use super::super::kquant_search::{nearest_int, put_f16};
+    use super::{BLOCK_BYTES, BLOCK_WEIGHTS};
+    use std::arch::x86_64::*;
+
+    /// `quantize_row_q2_K_ref` of one block, its 16 sub-blocks in two groups of 8 AVX2 lanes.
+    #[allow(non_snake_case)]
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn block(x: &[f32], y: &mut [u8]) {
+        let xt = transpose_in::<16, 16>(x);
+        let halves = [load_rows(&xt, 0), load_rows(&xt, 8)];
+        let mut lq = [[_mm256_setzero_ps(); 16]; 2];
+        let mut scales = [0f32; 16];
+        let mut mins = [0f32; 16];
+        for h in 0..2 {
+            let mut w = [_mm256_setzero_ps(); 16];
+            for i in 0..16 {
+                w[i] = abs(halves[h][i]);
+            }
+            let (sv, mv) = make_qkx2(&halves[h], &w, &mut lq[h], 3, -0.5, 0.1, 15, true);
+            scales[8 * h..8 * h + 8].copy_from_slice(&to_arr(sv));
+            mins[8 * h..8 * h + 8].copy_from_slice(&to_arr(mv));
+        }
+        let q4scale = 15f32;
+        let mut max_scale = 0f32;
+        let mut max_min = 0f32;
+        for j in 0..16 {
+            if scales[j] > max_scale {
+                max_scale = scales[j];
+            }
+            if mins[j] > max_min {
+                max_min = mins[j];
+            }
+        }
+        let dm;
+        if max_scale > 0.0 {
+            let iscale = q4scale / max_scale;
+            for j in 0..16 {
+                y[j] = nearest_int(iscale * scales[j]) as u8;
+            }
+            dm = put_f16(y, 80, max_scale / q4scale);
+        } else {
+            y[..16].fill(0);
+            dm = put_f16(y, 80, 0.0);
+        }
+        let mm;
+        if max_min > 0.0 {
+            let iscale = q4scale / max_min;
+            for j in 0..16 {
+                let l = nearest_int(iscale * mins[j]);
+                y[j] |= (l << 4) as u8;
+            }
+            mm = put_f16(y, 82, max_min / q4scale);
+        } else {
+            mm = put_f16(y, 82, 0.0);
+        }
+        let mut dv = [0f32; 16];
+        let mut mv = [0f32; 16];
+        for j in 0..16 {
+            dv[j] = dm * (y[j] & 0xF) as f32;
+            mv[j] = mm * (y[j] >> 4) as f32;
+        }
+        let mut L = [0u8; 256];
+        for h in 0..2 {
+            let d = _mm256_loadu_ps(dv[8 * h..].as_ptr());
+            let m = _mm256_loadu_ps(mv[8 * h..].as_ptr());
+            let skip = _mm256_cmp_ps::<_CMP_EQ_OQ>(d, _mm256_setzero_ps());
+            for i in 0..16 {
+                let l = ni_clamp(_mm256_div_ps(_mm256_add_ps(halves[h][i], m), d), 0, 3);
+                let q = to_arr(sel(skip, lq[h][i], l));
+                for k in 0..8 {
+                    L[16 * (8 * h + k) + i] = q[k] as u8;
+                }
+            }
+        }
+        for j in (0..256).step_by(128) {
+            for l in 0..32 {
+                y[16 + j / 4 + l] = L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6);
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn quantize(src: &[f32], dst: &mut [u8]) {
+        for (x, y) in src.chunks_exact(BLOCK_WEIGHTS).zip(dst.chunks_exact_mut(BLOCK_BYTES)) {
+            block(x, y);
+        }
+    }
+}
+
+/// Whole blocks, like [`quantize`] and with the same bytes, with independent sub-blocks side by
+/// side in AVX2 lanes when the CPU has AVX2 (the scalar reference otherwise).
+pub fn quantize_fast(src: &[f32], dst: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::kquant_lanes::use_avx2() {
+        // SAFETY: the CPU supports AVX2 (checked at run time).
+        unsafe { lanes::quantize(src, dst) };
+        return;
+    }
+    quantize(src, dst)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::testutil::{bytes, h};

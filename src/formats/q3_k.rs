@@ -77,6 +77,13 @@ fn requantize_and_pack(x: &[f32], y: &mut [u8], L: &mut [i8; 256], d_all: f32) {
             L[16 * j + ii] = (l + 4) as i8;
         }
     }
+    pack(y, L);
+}
+
+/// Builds hmask and qs from the 3-bit quants `L` (0..7), as ggml does.
+#[allow(non_snake_case)]
+#[inline(always)]
+fn pack(y: &mut [u8], L: &mut [i8; 256]) {
     y[..32].fill(0);
     let mut m = 0usize;
     let mut hm = 1u8;
@@ -179,6 +186,92 @@ pub fn quantize_row_imatrix(x: &[f32], qw: &[f32], dst: &mut [u8]) {
     {
         quantize_block_imatrix(x, qw, y);
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod lanes {
+    use super::super::kquant_lanes::avx2::*;
+    use super::super::kquant_lanes::transpose_in;
+    use super::super::kquant_search::{nearest_int, put_f16};
+    use super::{pack, pack_scale, BLOCK_BYTES, BLOCK_WEIGHTS};
+    use std::arch::x86_64::*;
+
+    /// `quantize_row_q3_K_ref` of one block, its 16 sub-blocks in two groups of 8 AVX2 lanes.
+    #[allow(non_snake_case)]
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn block(x: &[f32], y: &mut [u8]) {
+        let xt = transpose_in::<16, 16>(x);
+        let halves = [load_rows(&xt, 0), load_rows(&xt, 8)];
+        let mut lq = [[_mm256_setzero_ps(); 16]; 2];
+        let mut scales = [0f32; 16];
+        for h in 0..2 {
+            let sv = make_q3(&halves[h], &mut lq[h], 4);
+            scales[8 * h..8 * h + 8].copy_from_slice(&to_arr(sv));
+        }
+        let mut max_scale = 0f32;
+        let mut amax = 0f32;
+        for j in 0..16 {
+            let scale = scales[j].abs();
+            if scale > amax {
+                amax = scale;
+                max_scale = scales[j];
+            }
+        }
+        y[96..108].fill(0);
+        let d_all;
+        if max_scale != 0.0 {
+            let iscale = -32.0f32 / max_scale;
+            for j in 0..16 {
+                let l8 = nearest_int(iscale * scales[j]) as i8;
+                let l = (l8 as i32).min(31).max(-32) + 32;
+                pack_scale(&mut y[96..108], j, l as i8 as i32);
+            }
+            d_all = put_f16(y, 108, 1.0 / iscale);
+        } else {
+            d_all = put_f16(y, 108, 0.0);
+        }
+        let mut dv = [0f32; 16];
+        for j in 0..16 {
+            let s = &y[96..108];
+            let mut sc: i8 = if j < 8 { (s[j] & 0xF) as i8 } else { (s[j - 8] >> 4) as i8 };
+            sc = ((sc as i32 | ((((s[8 + j % 4] >> (2 * (j / 4))) & 3) as i32) << 4)) - 32) as i8;
+            dv[j] = d_all * sc as f32;
+        }
+        let mut L = [0i8; 256];
+        for h in 0..2 {
+            let d = _mm256_loadu_ps(dv[8 * h..].as_ptr());
+            let skip = _mm256_cmp_ps::<_CMP_EQ_OQ>(d, _mm256_setzero_ps());
+            let four = _mm256_set1_ps(4.0);
+            for i in 0..16 {
+                let l = _mm256_add_ps(ni_clamp(_mm256_div_ps(halves[h][i], d), -4, 3), four);
+                let q = to_arr(sel(skip, lq[h][i], l));
+                for k in 0..8 {
+                    L[16 * (8 * h + k) + i] = q[k] as i8;
+                }
+            }
+        }
+        pack(y, &mut L);
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn quantize(src: &[f32], dst: &mut [u8]) {
+        for (x, y) in src.chunks_exact(BLOCK_WEIGHTS).zip(dst.chunks_exact_mut(BLOCK_BYTES)) {
+            block(x, y);
+        }
+    }
+}
+
+/// Whole blocks, like [`quantize`] and with the same bytes, with independent sub-blocks side by
+/// side in AVX2 lanes when the CPU has AVX2 (the scalar reference otherwise).
+pub fn quantize_fast(src: &[f32], dst: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::kquant_lanes::use_avx2() {
+        // SAFETY: the CPU supports AVX2 (checked at run time).
+        unsafe { lanes::quantize(src, dst) };
+        return;
+    }
+    quantize(src, dst)
 }
 
 #[cfg(test)]

@@ -236,6 +236,96 @@ pub fn quantize_row_imatrix(x: &[f32], qw: &[f32], dst: &mut [u8]) {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod lanes {
+    use super::super::kquant_lanes::avx2::*;
+    use super::super::kquant_lanes::transpose_in;
+    use super::super::kquant_search::{nearest_int, put_f16};
+    use super::{pack, pack_k4, scale_min_k4, BLOCK_BYTES, BLOCK_WEIGHTS};
+    use std::arch::x86_64::*;
+
+    /// The Q4_K / Q5_K reference encoder of one block with its 8 sub-blocks in AVX2 lanes: writes
+    /// d, dmin and scales to `y` and returns the final quants. Bit for bit `ref_scales_k`
+    /// followed by `requantize_k`.
+    #[allow(non_snake_case)]
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn encode_k(x: &[f32], y: &mut [u8], nmax: i32, rmin: f32, rdelta: f32, nstep: i32) -> [u8; 256] {
+        let xt = transpose_in::<32, 8>(x);
+        let xv = load_rows(&xt, 0);
+        let mut sumsq = _mm256_setzero_ps();
+        for v in &xv {
+            sumsq = _mm256_add_ps(sumsq, _mm256_mul_ps(*v, *v));
+        }
+        let av_x = _mm256_sqrt_ps(_mm256_div_ps(sumsq, _mm256_set1_ps(32.0)));
+        let mut w = [_mm256_setzero_ps(); 32];
+        for i in 0..32 {
+            w[i] = _mm256_add_ps(av_x, abs(xv[i]));
+        }
+        let mut lq = [_mm256_setzero_ps(); 32];
+        let (sv, mv) = make_qkx2(&xv, &w, &mut lq, nmax, rmin, rdelta, nstep, false);
+        let (scales, mins) = (to_arr(sv), to_arr(mv));
+        let mut max_scale = 0f32;
+        let mut max_min = 0f32;
+        for j in 0..8 {
+            if scales[j] > max_scale {
+                max_scale = scales[j];
+            }
+            if mins[j] > max_min {
+                max_min = mins[j];
+            }
+        }
+        let inv_scale = if max_scale > 0.0 { 63.0 / max_scale } else { 0.0 };
+        let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
+        for j in 0..8 {
+            let ls = (nearest_int(inv_scale * scales[j]) as u8).min(63);
+            let lm = (nearest_int(inv_min * mins[j]) as u8).min(63);
+            pack_k4(&mut y[4..16], j, ls, lm);
+        }
+        let d_all = put_f16(y, 0, max_scale / 63.0);
+        let m_all = put_f16(y, 2, max_min / 63.0);
+        let mut dv = [0f32; 8];
+        let mut dmv = [0f32; 8];
+        for j in 0..8 {
+            let (sc, m) = scale_min_k4(j, &y[4..16]);
+            dv[j] = d_all * sc as f32;
+            dmv[j] = m_all * m as f32;
+        }
+        let d = _mm256_loadu_ps(dv.as_ptr());
+        let dm = _mm256_loadu_ps(dmv.as_ptr());
+        let skip = _mm256_cmp_ps::<_CMP_EQ_OQ>(d, _mm256_setzero_ps());
+        let mut L = [0u8; 256];
+        for i in 0..32 {
+            let l = ni_clamp(_mm256_div_ps(_mm256_add_ps(xv[i], dm), d), 0, nmax);
+            let q = to_arr(sel(skip, lq[i], l));
+            for k in 0..8 {
+                L[32 * k + i] = q[k] as u8;
+            }
+        }
+        L
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn quantize(src: &[f32], dst: &mut [u8]) {
+        for (x, y) in src.chunks_exact(BLOCK_WEIGHTS).zip(dst.chunks_exact_mut(BLOCK_BYTES)) {
+            let l = encode_k(x, y, 15, -1.0, 0.1, 20);
+            pack(y, &l);
+        }
+    }
+}
+
+/// Whole blocks, like [`quantize`] and with the same bytes, with independent sub-blocks side by
+/// side in AVX2 lanes when the CPU has AVX2 (the scalar reference otherwise).
+pub fn quantize_fast(src: &[f32], dst: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::kquant_lanes::use_avx2() {
+        // SAFETY: the CPU supports AVX2 (checked at run time).
+        unsafe { lanes::quantize(src, dst) };
+        return;
+    }
+    quantize(src, dst)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::pack_scale_min_k4;

@@ -103,6 +103,32 @@ pub fn quantize_row_imatrix(x: &[f32], qw: &[f32], dst: &mut [u8]) {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod lanes {
+    use super::super::q4_k::lanes::encode_k;
+    use super::{pack, BLOCK_BYTES, BLOCK_WEIGHTS};
+
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn quantize(src: &[f32], dst: &mut [u8]) {
+        for (x, y) in src.chunks_exact(BLOCK_WEIGHTS).zip(dst.chunks_exact_mut(BLOCK_BYTES)) {
+            let l = encode_k(x, y, 31, -0.5, 0.1, 15);
+            pack(y, &l);
+        }
+    }
+}
+
+/// Whole blocks, like [`quantize`] and with the same bytes, with independent sub-blocks side by
+/// side in AVX2 lanes when the CPU has AVX2 (the scalar reference otherwise).
+pub fn quantize_fast(src: &[f32], dst: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::kquant_lanes::use_avx2() {
+        // SAFETY: the CPU supports AVX2 (checked at run time).
+        unsafe { lanes::quantize(src, dst) };
+        return;
+    }
+    quantize(src, dst)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::pack_scale_min_k4;

@@ -81,6 +81,13 @@ fn encode(x: &[f32], qw: Option<&[f32]>, y: &mut [u8]) {
             L[16 * j + ii] = (l + 32) as i8;
         }
     }
+    pack(y, &L);
+}
+
+/// Packs the 6-bit quants `L` (0..63) into ql and qh, as ggml does.
+#[allow(non_snake_case)]
+#[inline(always)]
+fn pack(y: &mut [u8], L: &[i8; 256]) {
     for (h, j) in (0..256).step_by(128).enumerate() {
         let (ql, qh) = (64 * h, 128 + 32 * h);
         for l in 0..32 {
@@ -122,6 +129,89 @@ pub fn quantize_row_imatrix(x: &[f32], qw: &[f32], dst: &mut [u8]) {
     {
         quantize_block_imatrix(x, qw, y);
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod lanes {
+    use super::super::kquant_lanes::avx2::*;
+    use super::super::kquant_lanes::transpose_in;
+    use super::super::kquant_search::{nearest_int, put_f16, GROUP_MAX_EPS};
+    use super::{pack, BLOCK_BYTES, BLOCK_WEIGHTS};
+    use std::arch::x86_64::*;
+
+    /// `quantize_row_q6_K_ref` of one block, its 16 sub-blocks in two groups of 8 AVX2 lanes.
+    #[allow(non_snake_case)]
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn block(x: &[f32], y: &mut [u8]) {
+        let xt = transpose_in::<16, 16>(x);
+        let halves = [load_rows(&xt, 0), load_rows(&xt, 8)];
+        let mut lq = [[_mm256_setzero_ps(); 16]; 2];
+        let mut scales = [0f32; 16];
+        for h in 0..2 {
+            let mut w = [_mm256_setzero_ps(); 16];
+            for i in 0..16 {
+                w[i] = _mm256_mul_ps(halves[h][i], halves[h][i]);
+            }
+            let sv = make_qx(&halves[h], &w, &mut lq[h], 32);
+            scales[8 * h..8 * h + 8].copy_from_slice(&to_arr(sv));
+        }
+        let mut max_scale = 0f32;
+        let mut max_abs_scale = 0f32;
+        for ib in 0..16 {
+            let abs_scale = scales[ib].abs();
+            if abs_scale > max_abs_scale {
+                max_abs_scale = abs_scale;
+                max_scale = scales[ib];
+            }
+        }
+        if max_abs_scale < GROUP_MAX_EPS {
+            y[..BLOCK_BYTES].fill(0);
+            put_f16(y, 208, 0.0);
+            return;
+        }
+        let iscale = -128.0f32 / max_scale;
+        let d_all = put_f16(y, 208, 1.0 / iscale);
+        let mut dv = [0f32; 16];
+        for ib in 0..16 {
+            let sc = nearest_int(iscale * scales[ib]).min(127) as i8;
+            y[192 + ib] = sc as u8;
+            dv[ib] = d_all * sc as f32;
+        }
+        let mut L = [0i8; 256];
+        let c32 = _mm256_set1_ps(32.0);
+        for h in 0..2 {
+            let d = _mm256_loadu_ps(dv[8 * h..].as_ptr());
+            let skip = _mm256_cmp_ps::<_CMP_EQ_OQ>(d, _mm256_setzero_ps());
+            for i in 0..16 {
+                let l = _mm256_add_ps(ni_clamp(_mm256_div_ps(halves[h][i], d), -32, 31), c32);
+                let q = to_arr(sel(skip, lq[h][i], l));
+                for k in 0..8 {
+                    L[16 * (8 * h + k) + i] = q[k] as i8;
+                }
+            }
+        }
+        pack(y, &L);
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn quantize(src: &[f32], dst: &mut [u8]) {
+        for (x, y) in src.chunks_exact(BLOCK_WEIGHTS).zip(dst.chunks_exact_mut(BLOCK_BYTES)) {
+            block(x, y);
+        }
+    }
+}
+
+/// Whole blocks, like [`quantize`] and with the same bytes, with independent sub-blocks side by
+/// side in AVX2 lanes when the CPU has AVX2 (the scalar reference otherwise).
+pub fn quantize_fast(src: &[f32], dst: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::kquant_lanes::use_avx2() {
+        // SAFETY: the CPU supports AVX2 (checked at run time).
+        unsafe { lanes::quantize(src, dst) };
+        return;
+    }
+    quantize(src, dst)
 }
 
 #[cfg(test)]
