@@ -89,6 +89,11 @@ pub fn encoder(qtype: QuantType) -> EncodeFn {
 /// when the scalar kernel is forced.
 pub fn fast_encoder(qtype: QuantType) -> EncodeFn {
     match qtype {
+        QuantType::Q4_0 => formats::q4_0::quantize_fast,
+        QuantType::Q4_1 => formats::q4_1::quantize_fast,
+        QuantType::Q5_0 => formats::q5_0::quantize_fast,
+        QuantType::Q5_1 => formats::q5_1::quantize_fast,
+        QuantType::Q8_0 => formats::q8_0::quantize_fast,
         QuantType::Q2_K => formats::q2_k::quantize_fast,
         QuantType::Q3_K => formats::q3_k::quantize_fast,
         QuantType::Q4_K => formats::q4_k::quantize_fast,

@@ -71,6 +71,54 @@ pub mod avx2 {
         _mm256_blendv_ps(b, a, c)
     }
 
+    /// Exact maximum of the 8 lanes (no NaN).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn hmax(v: __m256) -> f32 {
+        let m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        let m = _mm_max_ss(m, _mm_shuffle_ps::<1>(m, m));
+        _mm_cvtss_f32(m)
+    }
+
+    /// Exact minimum of the 8 lanes (no NaN).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn hmin(v: __m256) -> f32 {
+        let m = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let m = _mm_min_ps(m, _mm_movehl_ps(m, m));
+        let m = _mm_min_ss(m, _mm_shuffle_ps::<1>(m, m));
+        _mm_cvtss_f32(m)
+    }
+
+    /// Bit `8 * r + j` set where lane `j` of `c[r]` is true (one bit per weight of a 32-block).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn mask32(c: [__m256; 4]) -> u32 {
+        (_mm256_movemask_ps(c[0]) as u32)
+            | ((_mm256_movemask_ps(c[1]) as u32) << 8)
+            | ((_mm256_movemask_ps(c[2]) as u32) << 16)
+            | ((_mm256_movemask_ps(c[3]) as u32) << 24)
+    }
+
+    /// C's float -> `int8_t` conversion as gcc compiles it (`cvttss2si`, then the low byte,
+    /// sign-extended), on 8 lanes.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn to_i8_trunc(v: __m256) -> __m256i {
+        _mm256_srai_epi32::<24>(_mm256_slli_epi32::<24>(_mm256_cvttps_epi32(v)))
+    }
+
+    /// The low bytes of the 16 i32 lanes of `a` (elements 0..8) and `b` (8..16), in order.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn bytes16(a: __m256i, b: __m256i) -> __m128i {
+        let ff = _mm256_set1_epi32(0xFF);
+        let w = _mm256_packus_epi32(_mm256_and_si256(a, ff), _mm256_and_si256(b, ff));
+        let w = _mm256_permute4x64_epi64::<0xD8>(w);
+        _mm_packus_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256::<1>(w))
+    }
+
     /// Loads lanes `off..off + 8` of every row.
     #[inline]
     #[target_feature(enable = "avx2")]

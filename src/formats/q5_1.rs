@@ -101,6 +101,95 @@ pub fn quantize_row_imatrix(x: &[f32], qw: &[f32], dst: &mut [u8]) {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod lanes {
+    use super::super::kquant_lanes::avx2::*;
+    use super::super::kquant_search::put_f16;
+    use super::{BLOCK_BYTES, BLOCK_WEIGHTS};
+    use std::arch::x86_64::*;
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn load4(x: &[f32]) -> [__m256; 4] {
+        let x = &x[..32];
+        [
+            _mm256_loadu_ps(x.as_ptr()),
+            _mm256_loadu_ps(x[8..].as_ptr()),
+            _mm256_loadu_ps(x[16..].as_ptr()),
+            _mm256_loadu_ps(x[24..].as_ptr()),
+        ]
+    }
+
+    /// ggml's sequential `min` and `max` (strict comparisons): exact values; a zero result is the
+    /// first zero element, with its sign, as the C loop leaves it.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn min_max(x: &[f32], v: &[__m256; 4]) -> (f32, f32) {
+        let mut min = hmin(_mm256_min_ps(_mm256_min_ps(v[0], v[1]), _mm256_min_ps(v[2], v[3])));
+        let mut max = hmax(_mm256_max_ps(_mm256_max_ps(v[0], v[1]), _mm256_max_ps(v[2], v[3])));
+        if min == 0.0 || max == 0.0 {
+            let z = _mm256_setzero_ps();
+            let hit = mask32([
+                _mm256_cmp_ps::<_CMP_EQ_OQ>(v[0], z),
+                _mm256_cmp_ps::<_CMP_EQ_OQ>(v[1], z),
+                _mm256_cmp_ps::<_CMP_EQ_OQ>(v[2], z),
+                _mm256_cmp_ps::<_CMP_EQ_OQ>(v[3], z),
+            ]);
+            let first_zero = x[hit.trailing_zeros() as usize];
+            if min == 0.0 {
+                min = first_zero;
+            }
+            if max == 0.0 {
+                max = first_zero;
+            }
+        }
+        (min, max)
+    }
+
+    /// `quantize_row_q5_1_ref` of one block.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn block(x: &[f32], y: &mut [u8]) {
+        let v = load4(x);
+        let (min, max) = min_max(x, &v);
+        let d = (max - min) / 31.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        put_f16(y, 0, d);
+        put_f16(y, 2, min);
+        let (idv, minv, c) = (_mm256_set1_ps(id), _mm256_set1_ps(min), _mm256_set1_ps(0.5));
+        let mut q = [_mm256_setzero_si256(); 4];
+        for r in 0..4 {
+            q[r] = _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v[r], minv), idv), c));
+        }
+        let hb = |q: __m256i| _mm256_castsi256_ps(_mm256_slli_epi32::<27>(q));
+        let qh = mask32([hb(q[0]), hb(q[1]), hb(q[2]), hb(q[3])]);
+        y[4..8].copy_from_slice(&qh.to_le_bytes());
+        let f = _mm256_set1_epi32(0x0F);
+        let b0 = _mm256_or_si256(_mm256_and_si256(q[0], f), _mm256_slli_epi32::<4>(_mm256_and_si256(q[2], f)));
+        let b1 = _mm256_or_si256(_mm256_and_si256(q[1], f), _mm256_slli_epi32::<4>(_mm256_and_si256(q[3], f)));
+        _mm_storeu_si128(y[8..24].as_mut_ptr() as *mut __m128i, bytes16(b0, b1));
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn quantize(src: &[f32], dst: &mut [u8]) {
+        for (x, y) in src.chunks_exact(BLOCK_WEIGHTS).zip(dst.chunks_exact_mut(BLOCK_BYTES)) {
+            block(x, y);
+        }
+    }
+}
+
+/// Whole blocks, like [`quantize`] and with the same bytes, with AVX2 when the CPU has it: the
+/// 32 independent per-weight computations of a block side by side, reductions (max / min) exact.
+pub fn quantize_fast(src: &[f32], dst: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::kquant_lanes::use_avx2() {
+        // SAFETY: the CPU supports AVX2 (checked at run time).
+        unsafe { lanes::quantize(src, dst) };
+        return;
+    }
+    quantize(src, dst)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::testutil::h;
