@@ -166,19 +166,16 @@ pub fn quantize_rows_into(
 
 /// Index and value of the first NaN or infinity in `x`.
 fn first_non_finite(x: &[f32]) -> Option<(usize, f32)> {
-    // Chunked so the common (all finite) case is a branch-free, vectorised scan.
-    const C: usize = 256;
-    for (ci, chunk) in x.chunks(C).enumerate() {
-        let mut bad = false;
-        for v in chunk {
-            bad |= (v.to_bits() & 0x7f80_0000) == 0x7f80_0000;
-        }
-        if bad {
-            let i = chunk.iter().position(|v| !v.is_finite()).unwrap_or(0);
-            return Some((ci * C + i, chunk[i]));
-        }
+    // Branch-free and vectorisable for the common (all finite) case.
+    let mut acc = 0u32;
+    for v in x {
+        acc |= ((v.to_bits() & 0x7f80_0000) == 0x7f80_0000) as u32;
     }
-    None
+    if acc == 0 {
+        return None;
+    }
+    let i = x.iter().position(|v| !v.is_finite())?;
+    Some((i, x[i]))
 }
 
 /// The general entry point: checks everything, then quantizes on `opts.threads` threads.
@@ -207,9 +204,6 @@ pub fn quantize_rows_into_with(x: &[f32], qtype: QuantType, out: &mut [u8], opts
     if out.len() != expected {
         return Err(Error::BadQuantizedLength { qtype, n_values: n, expected, actual: out.len() });
     }
-    if let Some((index, v)) = first_non_finite(x) {
-        return Err(Error::NonFiniteValue { what: "input".into(), index, value: format!("{v}") });
-    }
     if let Some(qw) = opts.imatrix {
         if qw.len() != n_per_row {
             return Err(Error::BadImatrix(format!(
@@ -230,25 +224,59 @@ pub fn quantize_rows_into_with(x: &[f32], qtype: QuantType, out: &mut [u8], opts
     let row_bytes = n_per_row / bs * qtype.type_size();
     let nrows = n / n_per_row;
     let threads = crate::parallel::threads_for(n, opts.threads);
-    match (opts.imatrix, imatrix_encoder(qtype)) {
+    // The finiteness check runs chunk by chunk right before each chunk is encoded, while the chunk
+    // is in cache (a separate pass over the input would cost as much as the encoding itself).
+    // On error the output is left partly written.
+    let bad = match (opts.imatrix, imatrix_encoder(qtype)) {
         (Some(qw), Some(enc)) => {
-            let run = |x: &[f32], out: &mut [u8]| {
-                for (row, dst) in x.chunks_exact(n_per_row).zip(out.chunks_exact_mut(row_bytes)) {
-                    enc(row, qw, dst);
+            let rows_per_chunk = (CHECK_CHUNK / n_per_row).max(1);
+            let run = |x: &[f32], out: &mut [u8], base: usize| -> Option<(usize, f32)> {
+                for (ci, (xc, oc)) in
+                    x.chunks(rows_per_chunk * n_per_row).zip(out.chunks_mut(rows_per_chunk * row_bytes)).enumerate()
+                {
+                    if let Some((i, v)) = first_non_finite(xc) {
+                        return Some((base + ci * rows_per_chunk * n_per_row + i, v));
+                    }
+                    for (row, dst) in xc.chunks_exact(n_per_row).zip(oc.chunks_exact_mut(row_bytes)) {
+                        enc(row, qw, dst);
+                    }
                 }
+                None
             };
-            split(x, out, nrows, n_per_row, row_bytes, threads, &run);
+            split(x, out, nrows, n_per_row, row_bytes, threads, &run)
         }
         _ => {
             let enc = fast_encoder(qtype);
-            let nblocks = n / bs;
-            split(x, out, nblocks, bs, qtype.type_size(), threads, &|x: &[f32], out: &mut [u8]| enc(x, out));
+            let ts = qtype.type_size();
+            let blocks_per_chunk = (CHECK_CHUNK / bs).max(1);
+            let run = |x: &[f32], out: &mut [u8], base: usize| -> Option<(usize, f32)> {
+                for (ci, (xc, oc)) in
+                    x.chunks(blocks_per_chunk * bs).zip(out.chunks_mut(blocks_per_chunk * ts)).enumerate()
+                {
+                    if let Some((i, v)) = first_non_finite(xc) {
+                        return Some((base + ci * blocks_per_chunk * bs + i, v));
+                    }
+                    enc(xc, oc);
+                }
+                None
+            };
+            split(x, out, n / bs, bs, ts, threads, &run)
         }
+    };
+    match bad {
+        Some((index, v)) => Err(Error::NonFiniteValue { what: "input".into(), index, value: format!("{v}") }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
-/// Runs `f` on `threads` contiguous runs of whole units (rows or blocks).
+/// Values checked for finiteness, then encoded, at a time (fits in L1/L2 cache).
+const CHECK_CHUNK: usize = 4096;
+
+type ChunkFn<'a> = dyn Fn(&[f32], &mut [u8], usize) -> Option<(usize, f32)> + Sync + 'a;
+
+/// Runs `f` on `threads` contiguous runs of whole units (rows or blocks); `f` gets the index of
+/// its first value and returns the first non-finite input value it met. Returns the one with the
+/// lowest index (each run stops at its first, so that is the input's first).
 fn split(
     x: &[f32],
     out: &mut [u8],
@@ -256,19 +284,28 @@ fn split(
     unit_values: usize,
     unit_bytes: usize,
     threads: usize,
-    f: &(dyn Fn(&[f32], &mut [u8]) + Sync),
-) {
+    f: &ChunkFn<'_>,
+) -> Option<(usize, f32)> {
     let threads = threads.clamp(1, units.max(1));
     if threads == 1 {
-        f(x, out);
-        return;
+        return f(x, out, 0);
     }
     let per = units.div_ceil(threads);
+    let found = std::sync::Mutex::new(None::<(usize, f32)>);
     rayon::scope(|s| {
-        for (x, out) in x.chunks(per * unit_values).zip(out.chunks_mut(per * unit_bytes)) {
-            s.spawn(move |_| f(x, out));
+        for (k, (x, out)) in x.chunks(per * unit_values).zip(out.chunks_mut(per * unit_bytes)).enumerate() {
+            let found = &found;
+            s.spawn(move |_| {
+                if let Some(e) = f(x, out, k * per * unit_values) {
+                    let mut g = found.lock().unwrap_or_else(|p| p.into_inner());
+                    if g.is_none_or(|(i, _)| e.0 < i) {
+                        *g = Some(e);
+                    }
+                }
+            });
         }
     });
+    found.into_inner().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@
 //! The lanes are AVX2 registers (8 sub-blocks per `__m256`), used only after a run-time check
 //! ([`use_avx2`]); otherwise the scalar reference runs. No FMA: every product and sum is its own
 //! `_mm256_mul_ps` / `_mm256_add_ps`, rounded once, as in the C reference.
+// The encoders are line-by-line ports of ggml's C; index loops and explicit clamps mirror it.
+#![allow(clippy::needless_range_loop, clippy::manual_clamp, clippy::assign_op_pattern, clippy::needless_late_init)]
 
 /// `x[i][k] = src[k * N + i]`: `W` consecutive sub-blocks of `N` values as lanes.
 #[inline(always)]
@@ -39,7 +41,7 @@ pub fn use_avx2() -> bool {
 /// The same searches with explicit AVX2 intrinsics on 8 lanes (one `__m256` holds element `i` of
 /// 8 independent sub-blocks). Quants are kept as exact small integers in `f32` lanes.
 #[cfg(target_arch = "x86_64")]
-pub mod avx2 {
+pub(crate) mod avx2 {
     use std::arch::x86_64::*;
 
     /// ggml's `nearest_int` on 8 lanes.

@@ -8,6 +8,8 @@
 //!
 //! Do not "simplify" an expression here: `w * x * l` is `(w * x) * l`, and `x * sl2 / slx` is
 //! `(x * sl2) / slx`, exactly as C evaluates them.
+// The encoders are line-by-line ports of ggml's C; index loops and explicit clamps mirror it.
+#![allow(clippy::needless_range_loop, clippy::manual_clamp, clippy::assign_op_pattern, clippy::needless_late_init)]
 
 /// ggml's `GROUP_MAX_EPS`.
 pub const GROUP_MAX_EPS: f32 = 1e-15;

@@ -1,6 +1,8 @@
 //! Q2_K: 256 weights in 84 bytes. `scales[16] @0` (low nibble scale, high nibble min),
 //! `qs[64] @16, d: f16 @80, dmin: f16 @82`. Weight e: h = e/128, j = (e%128)/32, l = e%32;
 //! `q = (qs[32h + l] >> 2j) & 3`, sub-block e/16. `y = (d * sc) * q - (dmin * m)`.
+// The encoders are line-by-line ports of ggml's C; index loops and explicit clamps mirror it.
+#![allow(clippy::needless_range_loop, clippy::manual_clamp, clippy::assign_op_pattern, clippy::needless_late_init)]
 
 use super::f16_at;
 use super::kquant_search::{make_qkx2_quants, make_qkx3_quants, make_qp_quants, nearest_int, put_f16, sum_sq};

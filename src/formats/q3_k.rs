@@ -2,6 +2,8 @@
 //! Low two bits as Q2_K; the third bit of weight e (h = e/128, j = (e%128)/32, l = e%32) is bit
 //! 4h + j of `hmask[l]`, and a clear bit subtracts 4. Sixteen packed 6-bit scales, minus 32.
 //! `y = (d * s) * q`.
+// The encoders are line-by-line ports of ggml's C; index loops and explicit clamps mirror it.
+#![allow(clippy::needless_range_loop, clippy::manual_clamp, clippy::assign_op_pattern, clippy::needless_late_init)]
 
 use super::f16_at;
 use super::kquant_search::{make_q3_quants, make_qx_quants, nearest_int, put_f16, sum_sq};

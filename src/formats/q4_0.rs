@@ -1,5 +1,7 @@
 //! Q4_0: 32 weights in 18 bytes. `d: f16 @0, qs[16] @2`; weight j (0..16) is the low nibble of
 //! `qs[j]`, weight j + 16 its high nibble; `y = (q - 8) * d`.
+// The encoders are line-by-line ports of ggml's C; index loops and explicit clamps mirror it.
+#![allow(clippy::needless_range_loop, clippy::manual_clamp, clippy::assign_op_pattern, clippy::needless_late_init)]
 
 use super::f16_at;
 use super::kquant_search::{make_qx_quants, put_f16, sum_sq};

@@ -1,5 +1,7 @@
 //! Q4_1: 32 weights in 20 bytes. `d: f16 @0, m: f16 @2, qs[16] @4`; nibbles as Q4_0;
 //! `y = q * d + m` (two roundings, no fused multiply-add).
+// The encoders are line-by-line ports of ggml's C; index loops and explicit clamps mirror it.
+#![allow(clippy::needless_range_loop, clippy::manual_clamp, clippy::assign_op_pattern, clippy::needless_late_init)]
 
 use super::f16_at;
 use super::kquant_search::{make_qkx3_quants, put_f16, sum_sq};

@@ -2,6 +2,8 @@
 //! Eight sub-blocks of 32 with packed 6-bit scales and mins ([`super::scale_min_k4`]). Chunk c
 //! (0..4) of 64 weights uses `qs[32c..32c+32]`: low nibbles for sub-block 2c, high nibbles for 2c+1.
 //! `y = (d * sc) * q - (dmin * m)`.
+// The encoders are line-by-line ports of ggml's C; index loops and explicit clamps mirror it.
+#![allow(clippy::needless_range_loop, clippy::manual_clamp, clippy::assign_op_pattern, clippy::needless_late_init)]
 
 use super::kquant_search::{make_qkx2_quants, make_qkx3_quants, make_qp_quants, nearest_int, put_f16, sum_sq};
 use super::{f16_at, scale_min_k4};

@@ -1,5 +1,7 @@
 //! Q5_0: 32 weights in 22 bytes. `d: f16 @0, qh: u32 LE @2, qs[16] @6`; nibbles as Q4_0, bit 4 of
 //! weight i is bit i of `qh`; `y = (q - 16) * d`.
+// The encoders are line-by-line ports of ggml's C; index loops and explicit clamps mirror it.
+#![allow(clippy::needless_range_loop, clippy::manual_clamp, clippy::assign_op_pattern, clippy::needless_late_init)]
 
 use super::f16_at;
 use super::kquant_search::{make_qx_quants, put_f16, sum_sq};
@@ -100,6 +102,13 @@ mod lanes {
     use super::{BLOCK_BYTES, BLOCK_WEIGHTS};
     use std::arch::x86_64::*;
 
+    /// Bit 4 of each i32 lane moved to the sign bit (for `movemask`).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn bit4(q: __m256i) -> __m256 {
+        _mm256_castsi256_ps(_mm256_slli_epi32::<27>(q))
+    }
+
     #[inline]
     #[target_feature(enable = "avx2")]
     unsafe fn load4(x: &[f32]) -> [__m256; 4] {
@@ -146,8 +155,7 @@ mod lanes {
             let t = to_i8_trunc(_mm256_add_ps(_mm256_mul_ps(v[r], idv), c));
             q[r] = _mm256_min_epi32(t, _mm256_set1_epi32(31));
         }
-        let hb = |q: __m256i| _mm256_castsi256_ps(_mm256_slli_epi32::<27>(q));
-        let qh = mask32([hb(q[0]), hb(q[1]), hb(q[2]), hb(q[3])]);
+        let qh = mask32([bit4(q[0]), bit4(q[1]), bit4(q[2]), bit4(q[3])]);
         y[2..6].copy_from_slice(&qh.to_le_bytes());
         let f = _mm256_set1_epi32(0x0F);
         let b0 = _mm256_or_si256(_mm256_and_si256(q[0], f), _mm256_slli_epi32::<4>(_mm256_and_si256(q[2], f)));

@@ -1,5 +1,7 @@
 //! Q5_1: 32 weights in 24 bytes. `d: f16 @0, m: f16 @2, qh: u32 LE @4, qs[16] @8`; 5-bit quants as
 //! Q5_0; `y = q * d + m`.
+// The encoders are line-by-line ports of ggml's C; index loops and explicit clamps mirror it.
+#![allow(clippy::needless_range_loop, clippy::manual_clamp, clippy::assign_op_pattern, clippy::needless_late_init)]
 
 use super::f16_at;
 use super::kquant_search::{make_qkx3_quants, put_f16, sum_sq};
@@ -108,6 +110,13 @@ mod lanes {
     use super::{BLOCK_BYTES, BLOCK_WEIGHTS};
     use std::arch::x86_64::*;
 
+    /// Bit 4 of each i32 lane moved to the sign bit (for `movemask`).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn bit4(q: __m256i) -> __m256 {
+        _mm256_castsi256_ps(_mm256_slli_epi32::<27>(q))
+    }
+
     #[inline]
     #[target_feature(enable = "avx2")]
     unsafe fn load4(x: &[f32]) -> [__m256; 4] {
@@ -161,8 +170,7 @@ mod lanes {
         for r in 0..4 {
             q[r] = _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v[r], minv), idv), c));
         }
-        let hb = |q: __m256i| _mm256_castsi256_ps(_mm256_slli_epi32::<27>(q));
-        let qh = mask32([hb(q[0]), hb(q[1]), hb(q[2]), hb(q[3])]);
+        let qh = mask32([bit4(q[0]), bit4(q[1]), bit4(q[2]), bit4(q[3])]);
         y[4..8].copy_from_slice(&qh.to_le_bytes());
         let f = _mm256_set1_epi32(0x0F);
         let b0 = _mm256_or_si256(_mm256_and_si256(q[0], f), _mm256_slli_epi32::<4>(_mm256_and_si256(q[2], f)));

@@ -1,6 +1,8 @@
 //! Q5_K: 256 weights in 176 bytes. `d: f16 @0, dmin: f16 @2, scales[12] @4, qh[32] @16,
 //! qs[128] @48`. As Q4_K plus a fifth bit: in chunk c (0..4), weight l of the low half takes bit
 //! 2c of `qh[l]`, of the high half bit 2c+1. `y = (d * sc) * q - (dmin * m)`.
+// The encoders are line-by-line ports of ggml's C; index loops and explicit clamps mirror it.
+#![allow(clippy::needless_range_loop, clippy::manual_clamp, clippy::assign_op_pattern, clippy::needless_late_init)]
 
 use super::q4_k::{imatrix_scales_k, ref_scales_k, requantize_k};
 use super::{f16_at, scale_min_k4};

@@ -2,6 +2,8 @@
 //! Two halves of 128; half h uses `ql[64h..]`, `qh[32h..]`, `scales[8h..]`. For l in 0..32 the
 //! four 6-bit quants (minus 32) land at l, l+32, l+64, l+96 with scale index l/16 + 0, 2, 4, 6.
 //! `y = (d * sc) * q`.
+// The encoders are line-by-line ports of ggml's C; index loops and explicit clamps mirror it.
+#![allow(clippy::needless_range_loop, clippy::manual_clamp, clippy::assign_op_pattern, clippy::needless_late_init)]
 
 use super::f16_at;
 use super::kquant_search::{make_qx_quants, nearest_int, put_f16, GROUP_MAX_EPS};

@@ -1,4 +1,6 @@
 //! Q8_0: 32 weights in 34 bytes. `d: f16 @0, qs: i8[32] @2`; `y = q * d`.
+// The encoders are line-by-line ports of ggml's C; index loops and explicit clamps mirror it.
+#![allow(clippy::needless_range_loop, clippy::manual_clamp, clippy::assign_op_pattern, clippy::needless_late_init)]
 
 use super::f16_at;
 use super::kquant_search::put_f16;
