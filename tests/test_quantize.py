@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import pytest
+import realizar
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-
-import realizar
 from realizar import QuantType, RealizarError
 
 VECTORS = Path(__file__).resolve().parents[1].parent / "shared" / "vectors"
@@ -20,6 +20,16 @@ VECTORS = Path(__file__).resolve().parents[1].parent / "shared" / "vectors"
 BLOCK_TYPES = ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_K", "q3_K", "q4_K", "q5_K", "q6_K"]
 IMATRIX_TYPES = [t for t in BLOCK_TYPES if t != "q8_0"]
 THREADS = [1, 2, 3, 4]
+KERNELS = realizar.available_kernels()
+
+
+@pytest.fixture(params=KERNELS)
+def kernel(request: pytest.FixtureRequest) -> Iterator[object]:
+    """Runs a test once per kernel this CPU has (the scalar reference encoders and the SIMD ones)."""
+    before = realizar.kernel()
+    realizar.set_kernel(str(request.param))
+    yield request.param
+    realizar.set_kernel(before)
 
 
 def _load(name: str) -> dict[str, npt.NDArray[np.generic]]:
@@ -49,7 +59,9 @@ def _assert_rows_equal(got: npt.NDArray[np.uint8], want: npt.NDArray[np.generic]
 
 @pytest.mark.parametrize("threads", THREADS)
 @pytest.mark.parametrize("t", BLOCK_TYPES)
-def test_edge_rows_match_ggml_ref(edge: dict[str, npt.NDArray[np.generic]], t: str, threads: int) -> None:
+def test_edge_rows_match_ggml_ref(
+    edge: dict[str, npt.NDArray[np.generic]], t: str, threads: int, kernel: object
+) -> None:
     x = edge["x"].astype(np.float32)
     names = [str(s) for s in edge["x_names"]]
     got = realizar.quantize(x, t, threads=threads)
@@ -60,7 +72,9 @@ def test_edge_rows_match_ggml_ref(edge: dict[str, npt.NDArray[np.generic]], t: s
 
 @pytest.mark.parametrize("threads", THREADS)
 @pytest.mark.parametrize("t", BLOCK_TYPES)
-def test_bulk_matches_ggml_without_imatrix(bulk: dict[str, npt.NDArray[np.generic]], t: str, threads: int) -> None:
+def test_bulk_matches_ggml_without_imatrix(
+    bulk: dict[str, npt.NDArray[np.generic]], t: str, threads: int, kernel: object
+) -> None:
     x = bulk["x"].astype(np.float32)
     got = realizar.quantize(x, t, threads=threads)
     _assert_rows_equal(got, bulk[f"{t}_q"], [f"row {i}" for i in range(x.shape[0])])
@@ -68,7 +82,9 @@ def test_bulk_matches_ggml_without_imatrix(bulk: dict[str, npt.NDArray[np.generi
 
 @pytest.mark.parametrize("threads", THREADS)
 @pytest.mark.parametrize("t", BLOCK_TYPES)
-def test_bulk_matches_ggml_with_imatrix(bulk: dict[str, npt.NDArray[np.generic]], t: str, threads: int) -> None:
+def test_bulk_matches_ggml_with_imatrix(
+    bulk: dict[str, npt.NDArray[np.generic]], t: str, threads: int
+) -> None:
     x = bulk["x"].astype(np.float32)
     got = realizar.quantize(x, t, imatrix=bulk["imatrix"], threads=threads)
     _assert_rows_equal(got, bulk[f"{t}_q_imatrix"], [f"row {i}" for i in range(x.shape[0])])
@@ -101,7 +117,9 @@ def test_out_and_shapes(edge: dict[str, npt.NDArray[np.generic]]) -> None:
     assert np.array_equal(realizar.quantize(x16, "q8_0"), realizar.quantize(x16.astype(np.float32), "q8_0"))
     # Non-contiguous input is accepted (copied).
     xt = np.asfortranarray(edge["x"].astype(np.float32))
-    assert np.array_equal(realizar.quantize(xt, "q5_K"), realizar.quantize(edge["x"].astype(np.float32), "q5_K"))
+    assert np.array_equal(
+        realizar.quantize(xt, "q5_K"), realizar.quantize(edge["x"].astype(np.float32), "q5_K")
+    )
     # Round trip through dequantize keeps the values close.
     y = realizar.dequantize(want, "Q6_K", shape=x.shape)
     assert y.shape == x.shape
@@ -112,8 +130,12 @@ def test_out_and_shapes(edge: dict[str, npt.NDArray[np.generic]]) -> None:
 
 GGUF_TYPES = ["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"]
 
-_finite32 = st.floats(min_value=-(2.0**100), max_value=2.0**100, allow_nan=False, allow_infinity=False, width=32)
-_special = st.sampled_from([0.0, -0.0, 0.5, -0.5, 1.5, 2.5, 8.5, 1e-8, -1e-8, 3e5, -3e5, 65504.0, 1e-38, 6e-8])
+_finite32 = st.floats(
+    min_value=-(2.0**100), max_value=2.0**100, allow_nan=False, allow_infinity=False, width=32
+)
+_special = st.sampled_from(
+    [0.0, -0.0, 0.5, -0.5, 1.5, 2.5, 8.5, 1e-8, -1e-8, 3e5, -3e5, 65504.0, 1e-38, 6e-8]
+)
 
 
 @st.composite
@@ -128,8 +150,10 @@ def _rows(draw: st.DrawFn) -> npt.NDArray[np.float32]:
 
 
 @settings(max_examples=150, deadline=None)
-@given(x=_rows(), t=st.sampled_from(GGUF_TYPES), threads=st.sampled_from(THREADS))
-def test_matches_gguf_py(x: npt.NDArray[np.float32], t: str, threads: int) -> None:
+@given(
+    x=_rows(), t=st.sampled_from(GGUF_TYPES), threads=st.sampled_from(THREADS), kern=st.sampled_from(KERNELS)
+)
+def test_matches_gguf_py(x: npt.NDArray[np.float32], t: str, threads: int, kern: str) -> None:
     import gguf
     from gguf.quants import quantize as gguf_quantize
 
@@ -144,7 +168,12 @@ def test_matches_gguf_py(x: npt.NDArray[np.float32], t: str, threads: int) -> No
     with np.errstate(over="ignore", invalid="ignore"):  # gguf-py casts overflowing scales to fp16
         want = gguf_quantize(xg, gguf.GGMLQuantizationType[t])
     want_bytes = np.ascontiguousarray(want).view(np.uint8).reshape(x.shape[0], -1)
-    got = realizar.quantize(x, t, threads=threads)
+    before = realizar.kernel()
+    realizar.set_kernel(kern)
+    try:
+        got = realizar.quantize(x, t, threads=threads)
+    finally:
+        realizar.set_kernel(before)
     assert got.shape == want_bytes.shape
     assert np.array_equal(got, want_bytes)
 
@@ -247,7 +276,7 @@ def test_error_bad_arguments() -> None:
     with pytest.raises(RealizarError):
         realizar.quantize(x, "q4_K", out=np.zeros(10, np.uint8))
     with pytest.raises(TypeError):
-        realizar.quantize(x, "q4_K", out=np.zeros(288, np.float32))  # type: ignore[arg-type]
+        realizar.quantize(x, "q4_K", out=np.zeros(288, np.float32))
     ro = np.zeros(288, np.uint8)
     ro.flags.writeable = False
     with pytest.raises(ValueError, match="read-only"):
