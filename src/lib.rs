@@ -21,6 +21,7 @@ pub mod formats;
 pub mod kernels;
 pub mod parallel;
 pub mod quant_type;
+pub mod quantize;
 
 #[cfg(feature = "python")]
 mod python;

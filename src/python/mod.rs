@@ -2,6 +2,7 @@
 //! releases the GIL around the work, which is all done by the core crate.
 
 mod buffer;
+mod quantize;
 
 use numpy::{PyArray1, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::create_exception;
@@ -156,5 +157,6 @@ fn _realizar(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_check_type_id, m)?)?;
     m.add_function(wrap_pyfunction!(_weights_in, m)?)?;
     m.add_function(wrap_pyfunction!(_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(quantize::quantize, m)?)?;
     Ok(())
 }
