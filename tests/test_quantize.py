@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -15,7 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from realizar import QuantType, RealizarError
 
-VECTORS = Path(__file__).resolve().parents[1].parent / "shared" / "vectors"
+from .conftest import VECTORS
 
 BLOCK_TYPES = ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_K", "q3_K", "q4_K", "q5_K", "q6_K"]
 IMATRIX_TYPES = [t for t in BLOCK_TYPES if t != "q8_0"]
@@ -35,7 +34,7 @@ def kernel(request: pytest.FixtureRequest) -> Iterator[object]:
 def _load(name: str) -> dict[str, npt.NDArray[np.generic]]:
     path = VECTORS / name
     if not path.exists():  # a missing vector file is a failure, never a skip
-        pytest.fail(f"golden vectors missing: {path} (the repo must be checked out next to shared/)")
+        pytest.fail(f"golden vectors missing: {path}")
     with np.load(path) as z:
         return {k: z[k] for k in z.files}
 
