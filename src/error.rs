@@ -19,30 +19,27 @@ pub enum Error {
         "{qtype} data must be a multiple of {block_bytes} bytes (one block of {block_weights} weights), \
          got {len} bytes ({remainder} bytes left over)"
     )]
-    BadInputLength {
-        qtype: QuantType,
-        block_bytes: usize,
-        block_weights: usize,
-        len: usize,
-        remainder: usize,
-    },
+    BadInputLength { qtype: QuantType, block_bytes: usize, block_weights: usize, len: usize, remainder: usize },
 
     /// The output slice does not have exactly the number of weights the input decodes to.
     #[error("output holds {actual} values but {qtype} input of {input_bytes} bytes decodes to {expected}")]
-    BadOutputLength {
-        qtype: QuantType,
-        input_bytes: usize,
-        expected: usize,
-        actual: usize,
-    },
+    BadOutputLength { qtype: QuantType, input_bytes: usize, expected: usize, actual: usize },
 
     /// The input to a quantizer is not a whole number of blocks / rows.
     #[error("{what}: got {len} values, which is not a multiple of {multiple}")]
-    BadValueCount {
-        what: String,
-        len: usize,
-        multiple: usize,
-    },
+    BadValueCount { what: String, len: usize, multiple: usize },
+
+    /// A quantizer input (or importance matrix) holds NaN or an infinity.
+    #[error("{what} holds a non-finite value {value} at index {index}; quantizers need finite input")]
+    NonFiniteValue { what: String, index: usize, value: String },
+
+    /// The importance matrix does not fit the rows, or holds a negative weight.
+    #[error("bad importance matrix: {0}")]
+    BadImatrix(String),
+
+    /// The output buffer of a quantizer does not have exactly the encoded size.
+    #[error("output holds {actual} bytes but {n_values} values of {qtype} encode to {expected} bytes")]
+    BadQuantizedLength { qtype: QuantType, n_values: usize, expected: usize, actual: usize },
 
     /// Generic invalid argument (with the reason spelled out).
     #[error("{0}")]

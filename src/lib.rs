@@ -14,16 +14,24 @@
 //! reference decoders), `kernels/` one file per instruction set, `parallel.rs` the threading, and
 //! `python/` (feature `python`) the PyO3 bindings, which only convert types.
 
+#![allow(clippy::needless_range_loop)] // index loops mirror ggml's C reference, which reviewers compare against
+
 pub mod error;
 pub mod formats;
 pub mod kernels;
 pub mod parallel;
 pub mod quant_type;
+pub mod quantize;
 
 #[cfg(feature = "python")]
 mod python;
 
 pub use error::{Error, Result};
+
+/// The README's Rust example, compiled and run as a doctest.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
 pub use kernels::Kernel;
 pub use quant_type::QuantType;
 

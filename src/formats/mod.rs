@@ -8,6 +8,8 @@
 pub mod bf16;
 pub mod f16;
 pub mod f32;
+pub mod kquant_lanes;
+pub mod kquant_search;
 pub mod q2_k;
 pub mod q3_k;
 pub mod q4_0;
@@ -110,10 +112,6 @@ pub(crate) mod testutil {
                 (s >> 24) as u8
             })
             .collect()
-    }
-
-    pub fn bits(v: &[f32]) -> Vec<u32> {
-        v.iter().map(|x| x.to_bits()).collect()
     }
 }
 

@@ -2,6 +2,7 @@
 //! releases the GIL around the work, which is all done by the core crate.
 
 mod buffer;
+mod quantize;
 
 use numpy::{PyArray1, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::create_exception;
@@ -94,9 +95,9 @@ fn writable_f32<'a, 'py>(out: &'a Bound<'py, PyAny>, n: usize) -> PyResult<&'a B
         let tyname = out.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
         PyTypeError::new_err(format!("out must be a numpy.ndarray of dtype float32, not {tyname}"))
     })?;
-    let arr = out.cast::<PyArrayDyn<f32>>().map_err(|_| {
-        PyTypeError::new_err(format!("out must have dtype float32, got {}", untyped.dtype()))
-    })?;
+    let arr = out
+        .cast::<PyArrayDyn<f32>>()
+        .map_err(|_| PyTypeError::new_err(format!("out must have dtype float32, got {}", untyped.dtype())))?;
     if !arr.is_c_contiguous() {
         return Err(PyValueError::new_err(format!(
             "out must be C-contiguous; got an array with shape {:?} and strides {:?}",
@@ -156,5 +157,6 @@ fn _realizar(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_check_type_id, m)?)?;
     m.add_function(wrap_pyfunction!(_weights_in, m)?)?;
     m.add_function(wrap_pyfunction!(_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(quantize::quantize, m)?)?;
     Ok(())
 }

@@ -6,10 +6,12 @@ Two functions, and nothing else in the package touches a GGUF file or a quantize
   values, each tensor decoded to float32 in NumPy order (the GGUF dims reversed).
 * :func:`requantize` applies the protocol's re-quantization to one weight tensor.
 
-# TEMPORARY: switch to realizar.GGUFFile / realizar.quantize at merge.
-Parsing the file uses gguf-py's ``GGUFReader`` and quantizing uses ``gguf.quants.quantize`` (which
-only has the legacy formats Q4_0, Q4_1, Q5_0, Q5_1, Q8_0); decoding already uses
-:func:`realizar.dequantize`. The two places to change are marked ``TEMPORARY`` below.
+Quantizing uses :func:`realizar.quantize` (ggml's reference quantizers, byte for byte) and decoding
+:func:`realizar.dequantize`.
+
+# TEMPORARY: switch to realizar.GGUFFile at merge.
+Parsing the file still uses gguf-py's ``GGUFReader``; the one place to change is marked
+``TEMPORARY`` in :func:`load_model`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._api import dequantize
+from .._quantize import quantize
 from .._types import QuantType, QuantTypeLike
 
 F32Array = npt.NDArray[np.float32]
@@ -42,12 +45,12 @@ def load_model(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, 
         OSError: the file cannot be read.
         ValueError: the file is not a valid GGUF file or holds a tensor type realizar cannot decode.
     """
-    # TEMPORARY: switch to realizar.GGUFFile / realizar.quantize at merge. With GGUFFile this body is:
+    # TEMPORARY: switch to realizar.GGUFFile at merge. With GGUFFile this body is:
     #     with GGUFFile(path) as f:
     #         return dict(f.metadata), {name: np.array(f.dequantize(name), copy=True) for name in f.tensors}
     # (the copy only matters if dequantize may return views into the file's mmap, e.g. for F32
     # tensors: the arrays must stay valid after the file is closed; drop it if they are owned).
-    import gguf
+    import gguf  # kept local: the only gguf-py import of realizar.eval
 
     try:
         reader = gguf.GGUFReader(os.fspath(path))
@@ -67,18 +70,10 @@ def load_model(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, 
 
 
 def _quantize(flat: F32Array, qt: QuantType) -> npt.NDArray[np.uint8]:
-    """ggml's reference quantizer for ``qt`` applied to a 1-D float32 array (whole blocks)."""
-    # TEMPORARY: switch to realizar.GGUFFile / realizar.quantize at merge. With realizar.quantize:
-    #     return quantize(flat, qt)
-    import gguf
-
-    try:
-        return np.asarray(gguf.quants.quantize(flat, gguf.GGMLQuantizationType(int(qt))), dtype=np.uint8)
-    except NotImplementedError as e:
-        raise NotImplementedError(
-            f"re-quantizing to {qt.name} needs realizar.quantize (gguf-py's quantizer only has "
-            f"Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0)"
-        ) from e
+    """ggml's reference quantizer for ``qt`` (no importance matrix) on a 1-D float32 array of whole
+    256-weight groups. The groups are passed as rows of 256 so that realizar can spread them over its
+    threads; blocks (32 or 256 weights) never cross a row, so the bytes equal those of one long row."""
+    return quantize(flat.reshape(-1, 256), qt).reshape(-1)
 
 
 def check_requantize(qtype: QuantTypeLike) -> QuantType:
