@@ -352,6 +352,11 @@ def test_requantize_rule_and_chunking(monkeypatch: pytest.MonkeyPatch) -> None:
         assert got.shape == x.shape
         assert got.dtype == np.float32
         np.testing.assert_array_equal(got.view(np.uint32), expect.astype(np.float32).view(np.uint32))
+    for qt in ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"):  # no gguf-py quantizer: realizar's, in one call
+        expect = realizar.dequantize(realizar.quantize(x.ravel(), qt), qt).reshape(x.shape)
+        got = requantize(x, qt)
+        np.testing.assert_array_equal(got.view(np.uint32), expect.view(np.uint32))
+        assert float(np.sqrt(np.mean((got - x) ** 2))) < 0.5 * float(np.std(x))
     with pytest.raises(ValueError, match="block-quantized"):
         requantize(x, "F16")
 
