@@ -10,12 +10,13 @@ Quantizing uses :func:`realizar.quantize` (ggml's reference quantizers, byte for
 :func:`realizar.dequantize`.
 
 # TEMPORARY: switch to realizar.GGUFFile at merge.
-Parsing the file still uses gguf-py's ``GGUFReader``; the one place to change is marked
-``TEMPORARY`` in :func:`load_model`.
+Files are read with ``realizar.GGUFFile`` when ``realizar.gguf`` exists (after the ``gguf`` branch is
+merged) and with gguf-py's ``GGUFReader`` until then; see :func:`load_model`.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from typing import Any
 
@@ -38,18 +39,30 @@ def load_model(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, 
 
     Returns:
         ``(metadata, tensors)``: ``metadata`` maps each key to a Python value (int, float, bool,
-        str or list); ``tensors`` maps each tensor name to a C-contiguous float32 array whose shape
-        is the GGUF dims reversed (so a ``[n_in, n_out]`` matrix is ``(n_out, n_in)``).
+        str, list, or a NumPy array for long numeric arrays); ``tensors`` maps each tensor name to a
+        C-contiguous float32 array whose shape is the GGUF dims reversed (so a ``[n_in, n_out]``
+        matrix is ``(n_out, n_in)``).
 
     Raises:
         OSError: the file cannot be read.
         ValueError: the file is not a valid GGUF file or holds a tensor type realizar cannot decode.
     """
-    # TEMPORARY: switch to realizar.GGUFFile at merge. With GGUFFile this body is:
-    #     with GGUFFile(path) as f:
-    #         return dict(f.metadata), {name: np.array(f.dequantize(name), copy=True) for name in f.tensors}
-    # (the copy only matters if dequantize may return views into the file's mmap, e.g. for F32
-    # tensors: the arrays must stay valid after the file is closed; drop it if they are owned).
+    # TEMPORARY: switch to realizar.GGUFFile at merge. Until the `gguf` branch (realizar.gguf) is
+    # merged this falls back to gguf-py's reader; once it is, realizar.GGUFFile is used and the
+    # fallback (and this import dance) can go: the body becomes the three lines of the `with` below.
+    try:
+        gguf_module: Any = importlib.import_module("realizar.gguf")
+    except ModuleNotFoundError as e:
+        if e.name != "realizar.gguf":
+            raise
+        return _load_with_gguf_py(path)
+    with gguf_module.GGUFFile(path) as f:
+        # f.dequantize returns a new float32 array of the NumPy-order shape (owned, not a view)
+        return dict(f.metadata), {name: f.dequantize(name) for name in f.tensors}
+
+
+def _load_with_gguf_py(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, F32Array]]:
+    """TEMPORARY fallback of :func:`load_model`: gguf-py's ``GGUFReader`` + :func:`realizar.dequantize`."""
     import gguf  # kept local: the only gguf-py import of realizar.eval
 
     try:
