@@ -11,15 +11,20 @@ from __future__ import annotations
 from ._api import dequantize, weights_in
 from ._realizar import RealizarError, __version__, available_kernels, kernel, set_kernel
 from ._types import QuantType, QuantTypeLike
+from .gguf import GGUFError, GGUFFile, TensorInfo, load_gguf
 
 __all__ = [
+    "GGUFError",
+    "GGUFFile",
     "QuantType",
     "QuantTypeLike",
     "RealizarError",
+    "TensorInfo",
     "__version__",
     "available_kernels",
     "dequantize",
     "kernel",
+    "load_gguf",
     "set_kernel",
     "weights_in",
 ]

@@ -1,8 +1,9 @@
 //! Sizes of every ggml tensor type, including those realizar does not decode, so that any GGUF file
 //! can be opened, listed and validated (its tensors' byte sizes computed) even if some of its
 //! tensors cannot be decoded. Values are ggml's `type_traits` (`blck_size`, `type_size`) as of
-//! ggml 2025 (gguf-py `GGML_QUANT_SIZES`); ids that ggml retired (4, 5, 31..33, 36..38)
-//! are absent.
+//! gguf-py 0.19 (`GGML_QUANT_SIZES`), except Q8_1, which is 36 bytes in ggml (`ggml_half d, s` +
+//! 32 quants; gguf-py still says 40, from the old `float d, s` layout). Ids that ggml retired
+//! (4, 5, 31..33, 36..38) are absent.
 
 use crate::QuantType;
 
@@ -36,7 +37,7 @@ const fn t(id: u32, name: &'static str, block_size: u64, type_size: u64) -> Ggml
 }
 
 /// Every ggml tensor type, in id order.
-pub const GGML_TYPES: [GgmlType; 32] = [
+pub const GGML_TYPES: [GgmlType; 34] = [
     t(0, "F32", 1, 4),
     t(1, "F16", 1, 2),
     t(2, "Q4_0", 32, 18),
@@ -69,6 +70,8 @@ pub const GGML_TYPES: [GgmlType; 32] = [
     t(34, "TQ1_0", 256, 54),
     t(35, "TQ2_0", 256, 66),
     t(39, "MXFP4", 32, 17),
+    t(40, "NVFP4", 64, 36),
+    t(41, "Q1_0", 128, 18),
 ];
 
 /// The ggml type with this id, or `None` if ggml has no such (current) type.
@@ -90,7 +93,7 @@ mod tests {
             );
             assert_eq!(g.quant_type(), Some(q));
         }
-        for id in [4, 5, 31, 36, 40, 1000, u32::MAX] {
+        for id in [4, 5, 31, 36, 42, 1000, u32::MAX] {
             assert!(ggml_type(id).is_none(), "{id}");
         }
         assert_eq!(ggml_type(23).unwrap().bits_per_weight(), 4.25);
