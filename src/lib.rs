@@ -14,6 +14,8 @@
 //! reference decoders), `kernels/` one file per instruction set, `parallel.rs` the threading, and
 //! `python/` (feature `python`) the PyO3 bindings, which only convert types.
 
+#![allow(clippy::needless_range_loop)] // index loops mirror ggml's C reference, which reviewers compare against
+
 pub mod error;
 pub mod formats;
 pub mod gguf;
@@ -25,6 +27,11 @@ pub mod quant_type;
 mod python;
 
 pub use error::{Error, Result};
+
+/// The README's Rust example, compiled and run as a doctest.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
 pub use kernels::Kernel;
 pub use quant_type::QuantType;
 

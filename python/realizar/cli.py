@@ -30,9 +30,16 @@ def _demo_block(qt: QuantType, nblocks: int, rng: np.random.Generator) -> bytes:
     # Put small positive fp16 scales where each format keeps them, so the numbers look like weights.
     scale = np.float16(0.01).view(np.uint16)
     offsets = {
-        QuantType.Q4_0: [0], QuantType.Q4_1: [0, 2], QuantType.Q5_0: [0], QuantType.Q5_1: [0, 2],
-        QuantType.Q8_0: [0], QuantType.Q2_K: [80, 82], QuantType.Q3_K: [108],
-        QuantType.Q4_K: [0, 2], QuantType.Q5_K: [0, 2], QuantType.Q6_K: [208],
+        QuantType.Q4_0: [0],
+        QuantType.Q4_1: [0, 2],
+        QuantType.Q5_0: [0],
+        QuantType.Q5_1: [0, 2],
+        QuantType.Q8_0: [0],
+        QuantType.Q2_K: [80, 82],
+        QuantType.Q3_K: [108],
+        QuantType.Q4_K: [0, 2],
+        QuantType.Q5_K: [0, 2],
+        QuantType.Q6_K: [208],
     }[qt]
     for off in offsets:
         blocks[:, off] = scale & 0xFF
@@ -43,18 +50,24 @@ def _demo_block(qt: QuantType, nblocks: int, rng: np.random.Generator) -> bytes:
 def cmd_demo(args: argparse.Namespace) -> int:
     """Decode a small built-in example of every format and say what happened."""
     rng = np.random.default_rng(0)
-    print(f"realizar {_realizar.__version__}, kernel {_realizar.kernel()} "
-          f"(available: {', '.join(_realizar.available_kernels())})")
-    print(f"{'type':<6} {'id':>3} {'block':>5} {'bytes':>5} {'bits/w':>7} {'in bytes':>9} "
-          f"{'weights':>8}  first values")
+    print(
+        f"realizar {_realizar.__version__}, kernel {_realizar.kernel()} "
+        f"(available: {', '.join(_realizar.available_kernels())})"
+    )
+    print(
+        f"{'type':<6} {'id':>3} {'block':>5} {'bytes':>5} {'bits/w':>7} {'in bytes':>9} "
+        f"{'weights':>8}  first values"
+    )
     for qt in QuantType:
         data = _demo_block(qt, args.blocks, rng)
         t0 = time.perf_counter()
         y = dequantize(data, qt)
         dt = time.perf_counter() - t0
         first = " ".join(f"{v:+.4f}" for v in y[:4])
-        print(f"{qt.name:<6} {qt.ggml_id:>3} {qt.block_size:>5} {qt.type_size:>5} {qt.bits_per_weight:>7.4g} "
-              f"{len(data):>9} {y.size:>8}  {first}  ({dt * 1e6:.0f} us)")
+        print(
+            f"{qt.name:<6} {qt.ggml_id:>3} {qt.block_size:>5} {qt.type_size:>5} {qt.bits_per_weight:>7.4g} "
+            f"{len(data):>9} {y.size:>8}  {first}  ({dt * 1e6:.0f} us)"
+        )
     print("ok: every format decoded")
     return 0
 
@@ -67,8 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"realizar {_realizar.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("demo", help="decode a built-in example of every format and print the result",
-                       description="Decode a small built-in example of every format and print what it did.")
+    p = sub.add_parser(
+        "demo",
+        help="decode a built-in example of every format and print the result",
+        description="Decode a small built-in example of every format and print what it did.",
+    )
     p.add_argument("--blocks", type=int, default=4, help="blocks per format (default: %(default)s)")
     p.set_defaults(func=cmd_demo)
     return parser

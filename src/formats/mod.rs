@@ -111,10 +111,6 @@ pub(crate) mod testutil {
             })
             .collect()
     }
-
-    pub fn bits(v: &[f32]) -> Vec<u32> {
-        v.iter().map(|x| x.to_bits()).collect()
-    }
 }
 
 #[cfg(test)]
