@@ -121,6 +121,8 @@ class GGUFFile:
         self.path: Final = os.fspath(path)
         self._f: _realizar._GGUFFile | None = _realizar._GGUFFile(self.path)
         f = self._f
+        self._header = f  # metadata stays readable after close; only the mapping is released
+        self._meta: tuple[Mapping[str, Any], Mapping[str, str]] | None = None
         self.version: Final[int] = f.version
         """GGUF version (2 or 3)."""
         self.alignment: Final[int] = f.alignment
@@ -128,16 +130,6 @@ class GGUFFile:
         self.data_offset: Final[int] = f.data_offset
         """Absolute offset of the data section."""
         self.file_size: Final[int] = f.file_size
-        meta: dict[str, Any] = {}
-        types: dict[str, str] = {}
-        for key, type_desc, value in f.metadata():
-            meta[key] = _convert_value(value)
-            types[key] = type_desc
-        self.metadata: Final[Mapping[str, Any]] = MappingProxyType(meta)
-        """Metadata in file order: ints, floats, bools, strs (bytes if not UTF-8), lists; numeric
-        arrays longer than ``LONG_ARRAY`` are read-only 1-D NumPy arrays of the matching dtype."""
-        self.metadata_types: Final[Mapping[str, str]] = MappingProxyType(types)
-        """The GGUF type of each metadata value: ``"UINT32"``, ``"ARRAY[STRING]"``, ..."""
         tensors: dict[str, TensorInfo] = {}
         for name, shape, type_id, type_name, nbytes, offset in f.tensors():
             qtype: QuantType | int = QuantType(type_id) if type_id in _DECODABLE else type_id
@@ -151,6 +143,28 @@ class GGUFFile:
             )
         self.tensors: Final[Mapping[str, TensorInfo]] = MappingProxyType(tensors)
         """Tensor name -> :class:`TensorInfo`, in file order."""
+
+    @property
+    def metadata(self) -> Mapping[str, Any]:
+        """Metadata in file order: ints, floats, bools, strs (bytes if not UTF-8), lists; numeric
+        arrays longer than ``LONG_ARRAY`` are read-only 1-D NumPy arrays of the matching dtype.
+        Converted to Python on first access (a tokenizer's vocabulary can be large)."""
+        return self._load_meta()[0]
+
+    @property
+    def metadata_types(self) -> Mapping[str, str]:
+        """The GGUF type of each metadata value: ``"UINT32"``, ``"ARRAY[STRING]"``, ..."""
+        return self._load_meta()[1]
+
+    def _load_meta(self) -> tuple[Mapping[str, Any], Mapping[str, str]]:
+        if self._meta is None:
+            meta: dict[str, Any] = {}
+            types: dict[str, str] = {}
+            for key, type_desc, value in self._header.metadata():
+                meta[key] = _convert_value(value)
+                types[key] = type_desc
+            self._meta = (MappingProxyType(meta), MappingProxyType(types))
+        return self._meta
 
     # -- lifetime ---------------------------------------------------------------------------------
     def close(self) -> None:
@@ -272,7 +286,8 @@ class GGUFFile:
             b1 = min(nblocks, b0 + blocks_per_chunk)
             n = (b1 - b0) * bs
             _dequantize(raw[b0 * ts : b1 * ts], qt, out=scratch[:n])
-            flat[b0 * bs : b0 * bs + n] = scratch[:n]
+            with np.errstate(over="ignore"):  # beyond the float16 range is inf, as IEEE rounding says
+                flat[b0 * bs : b0 * bs + n] = scratch[:n]
         return out
 
 

@@ -188,6 +188,11 @@ impl GgufFile {
         &self.header
     }
 
+    /// The shared bytes and the header, taken apart.
+    pub fn into_parts(self) -> (Arc<Storage>, Gguf) {
+        (self.storage, self.header)
+    }
+
     /// The shared bytes of the whole file (hold a clone to keep them alive).
     pub fn storage(&self) -> &Arc<Storage> {
         &self.storage
@@ -216,7 +221,7 @@ impl GgufFile {
     /// The raw bytes of the tensor named `name`, borrowed from the mapping.
     pub fn tensor_data(&self, name: &str) -> Result<&[u8]> {
         let t = self.tensor(name).ok_or_else(|| Error::InvalidArgument(format!("no tensor named {name:?}")))?;
-        self.header.tensor_bytes(&self.storage, t).ok_or_else(|| unknown_type(t))
+        self.header.tensor_bytes(&self.storage, t).ok_or_else(|| undecodable_size(t))
     }
 
     /// Decodes the tensor named `name` to `f32` (row-major, [`TensorInfo::shape`]).
@@ -228,7 +233,8 @@ impl GgufFile {
     }
 }
 
-fn unknown_type(t: &TensorInfo) -> Error {
+/// The error for the bytes of a tensor whose type (hence size) ggml does not know.
+pub fn undecodable_size(t: &TensorInfo) -> Error {
     Error::InvalidArgument(format!(
         "tensor {:?} has ggml type id {}, which ggml does not define; its size is unknown",
         t.name, t.type_id

@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use numpy::PyArray1;
 use pyo3::create_exception;
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyKeyError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
 use super::{to_py, RealizarError};
-use crate::gguf::{Array, GgufFile, Storage, Value};
+use crate::gguf::{Array, Gguf, GgufFile, Storage, Value};
 
 create_exception!(
     _realizar,
@@ -55,13 +55,9 @@ impl _MappedBytes {
 /// An open GGUF file (validated once, on open).
 #[pyclass(module = "realizar._realizar")]
 pub struct _GGUFFile {
-    file: Option<GgufFile>,
-}
-
-impl _GGUFFile {
-    fn get(&self) -> PyResult<&GgufFile> {
-        self.file.as_ref().ok_or_else(|| PyValueError::new_err("I/O operation on a closed GGUF file"))
-    }
+    /// The mapping; `None` once closed. The header stays readable after close.
+    storage: Option<Arc<Storage>>,
+    header: Gguf,
 }
 
 fn string_value<'py>(py: Python<'py>, s: &[u8]) -> Bound<'py, PyAny> {
@@ -116,44 +112,43 @@ fn array_to_py<'py>(py: Python<'py>, a: &Array) -> PyResult<Bound<'py, PyAny>> {
 impl _GGUFFile {
     #[new]
     fn new(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        let file = py.detach(|| GgufFile::open(&path)).map_err(to_py)?;
-        Ok(_GGUFFile { file: Some(file) })
+        let (storage, header) = py.detach(|| GgufFile::open(&path)).map_err(to_py)?.into_parts();
+        Ok(_GGUFFile { storage: Some(storage), header })
     }
 
     /// Drops this object's reference to the mapping (views made by `raw` keep their own).
     fn close(&mut self) {
-        self.file = None;
+        self.storage = None;
     }
 
     #[getter]
     fn closed(&self) -> bool {
-        self.file.is_none()
+        self.storage.is_none()
     }
 
     #[getter]
-    fn version(&self) -> PyResult<u32> {
-        Ok(self.get()?.version())
+    fn version(&self) -> u32 {
+        self.header.version
     }
 
     #[getter]
-    fn alignment(&self) -> PyResult<u64> {
-        Ok(self.get()?.header().alignment)
+    fn alignment(&self) -> u64 {
+        self.header.alignment
     }
 
     #[getter]
-    fn data_offset(&self) -> PyResult<u64> {
-        Ok(self.get()?.header().data_offset)
+    fn data_offset(&self) -> u64 {
+        self.header.data_offset
     }
 
     #[getter]
-    fn file_size(&self) -> PyResult<u64> {
-        Ok(self.get()?.header().file_len)
+    fn file_size(&self) -> u64 {
+        self.header.file_len
     }
 
     /// `[(key, type description, value)]` in file order.
     fn metadata<'py>(&self, py: Python<'py>) -> PyResult<Vec<(String, String, Bound<'py, PyAny>)>> {
-        let f = self.get()?;
-        f.metadata().iter().map(|(k, v)| Ok((k.clone(), v.type_description(), value_to_py(py, v)?))).collect()
+        self.header.metadata.iter().map(|(k, v)| Ok((k.clone(), v.type_description(), value_to_py(py, v)?))).collect()
     }
 
     /// `[(name, shape (NumPy order), type id, type name or None, nbytes or None, absolute offset)]`.
@@ -162,8 +157,8 @@ impl _GGUFFile {
         &self,
         py: Python<'py>,
     ) -> PyResult<Vec<(String, Bound<'py, PyTuple>, u32, Option<&'static str>, Option<u64>, u64)>> {
-        let f = self.get()?;
-        f.tensors()
+        self.header
+            .tensors
             .iter()
             .map(|t| {
                 Ok((
@@ -180,10 +175,12 @@ impl _GGUFFile {
 
     /// A read-only buffer onto the bytes of tensor `name` (zero-copy).
     fn raw(&self, name: &str) -> PyResult<_MappedBytes> {
-        let f = self.get()?;
-        let data = f.tensor_data(name).map_err(to_py)?;
-        let base = f.storage().as_ptr() as usize;
-        Ok(_MappedBytes { storage: Arc::clone(f.storage()), start: data.as_ptr() as usize - base, len: data.len() })
+        let storage =
+            self.storage.as_ref().ok_or_else(|| PyValueError::new_err("I/O operation on a closed GGUF file"))?;
+        let t = self.header.tensor(name).ok_or_else(|| PyKeyError::new_err(format!("no tensor named {name:?}")))?;
+        let data = self.header.tensor_bytes(storage, t).ok_or_else(|| to_py(crate::gguf::undecodable_size(t)))?;
+        let start = data.as_ptr() as usize - storage.as_ptr() as usize;
+        Ok(_MappedBytes { storage: Arc::clone(storage), start, len: data.len() })
     }
 }
 
