@@ -16,7 +16,7 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Iterator
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -55,8 +55,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     with GGUFFile(args.file) as f:
         print(f"file: {f.path}")
-        print(f"GGUF version {f.version}, {_human(f.file_size)} ({f.file_size} bytes), alignment {f.alignment}, "
-              f"data section at byte {f.data_offset}")
+        print(
+            f"GGUF version {f.version}, {_human(f.file_size)} ({f.file_size} bytes), "
+            f"alignment {f.alignment}, data section at byte {f.data_offset}"
+        )
         print(f"{len(f.metadata)} metadata keys, {len(f.tensors)} tensors")
         print("\nmetadata:")
         kw = max((len(k) for k in f.metadata), default=3)
@@ -95,7 +97,9 @@ def _select(f: GGUFFile, patterns: list[str] | None) -> list[TensorInfo]:
         return list(f.tensors.values())
     chosen = [t for t in f.tensors.values() if any(fnmatch.fnmatchcase(t.name, p) for p in patterns)]
     if not chosen:
-        raise ValueError(f"no tensor of {f.path} matches {' '.join(patterns)} ({len(f.tensors)} tensors in file)")
+        raise ValueError(
+            f"no tensor of {f.path} matches {' '.join(patterns)} ({len(f.tensors)} tensors in file)"
+        )
     return chosen
 
 
@@ -112,7 +116,7 @@ def _safetensors_header(tensors: list[TensorInfo], st_dtype: str, itemsize: int,
 
 
 def _as_bytes(a: npt.NDArray[Any]) -> memoryview:
-    return memoryview(np.ascontiguousarray(a).reshape(-1).view(np.uint8))
+    return memoryview(cast(Any, np.ascontiguousarray(a).reshape(-1).view(np.uint8)))
 
 
 @contextlib.contextmanager
@@ -143,7 +147,9 @@ def cmd_dequantize(args: argparse.Namespace) -> int:
         raise UsageError(f"output must end in .safetensors or .npz, got {out!r}")
     np_dtype, st_dtype, itemsize = DTYPES[args.dtype]
     if kind == "npz" and args.dtype == "bf16":
-        raise UsageError("npz cannot hold bfloat16 (NumPy has no such dtype); use .safetensors or --dtype f16/f32")
+        raise UsageError(
+            "npz cannot hold bfloat16 (NumPy has no such dtype); use .safetensors or --dtype f16/f32"
+        )
     t0 = time.perf_counter()
     with GGUFFile(args.file) as f:
         chosen = _select(f, args.tensors)
@@ -161,8 +167,15 @@ def cmd_dequantize(args: argparse.Namespace) -> int:
         total = sum(t.n_elements for t in todo) * itemsize
         from tqdm import tqdm
 
-        bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="dequantize",
-                   disable=True if args.quiet else None, file=sys.stderr)
+        bar = tqdm(
+            total=total,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc="dequantize",
+            disable=True if args.quiet else None,
+            file=sys.stderr,
+        )
         written = 0
         with bar, _atomic_output(out) as fp:
             step: Callable[[TensorInfo, npt.NDArray[Any]], None]
@@ -189,11 +202,15 @@ def cmd_dequantize(args: argparse.Namespace) -> int:
                 zf.close()
     dt = time.perf_counter() - t0
     weights = sum(t.n_elements for t in todo)
-    print(f"wrote {len(todo)} tensors ({weights} weights, {_human(written)} of {args.dtype}) to {out} "
-          f"in {dt:.2f} s ({written / max(dt, 1e-9) / 2**20:.0f} MiB/s)")
+    print(
+        f"wrote {len(todo)} tensors ({weights} weights, {_human(written)} of {args.dtype}) to {out} "
+        f"in {dt:.2f} s ({written / max(dt, 1e-9) / 2**20:.0f} MiB/s)"
+    )
     if skipped:
-        print(f"skipped {len(skipped)} tensor(s) of undecodable types: "
-              + ", ".join(f"{t.name} ({t.type_name})" for t in skipped))
+        print(
+            f"skipped {len(skipped)} tensor(s) of undecodable types: "
+            + ", ".join(f"{t.name} ({t.type_name})" for t in skipped)
+        )
     return 0
 
 
@@ -213,16 +230,21 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser(
         "dequantize",
         help="decode a GGUF file's tensors into .safetensors or .npz",
-        description="Decode the tensors of a GGUF file (bit-exact with ggml) and write them to OUT, tensor by "
-        "tensor so memory stays bounded by the largest tensor. OUT is written to a temporary file in "
-        "the same directory and renamed at the end: an error or a full disk never leaves a partial "
-        "OUT. Exit status: 0 ok, 1 error (nothing written), 2 bad usage.",
+        description="Decode the tensors of a GGUF file (bit-exact with ggml) and write them to OUT, "
+        "tensor by tensor so memory stays bounded by the largest tensor. OUT is written to a temporary "
+        "file in the same directory and renamed at the end: an error or a full disk never leaves a "
+        "partial OUT. Exit status: 0 ok, 1 error (nothing written), 2 bad usage.",
     )
     p.add_argument("file", metavar="FILE", help="a .gguf file")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output file: *.safetensors or *.npz")
-    p.add_argument("--dtype", choices=sorted(DTYPES), default="f32", help="output dtype (default: %(default)s)")
+    p.add_argument(
+        "--dtype", choices=sorted(DTYPES), default="f32", help="output dtype (default: %(default)s)"
+    )
     p.add_argument("--tensors", metavar="GLOB", nargs="+", help="only tensors whose names match a glob")
-    p.add_argument("--skip-unsupported", action="store_true",
-                   help="leave out tensors of types realizar cannot decode instead of failing")
+    p.add_argument(
+        "--skip-unsupported",
+        action="store_true",
+        help="leave out tensors of types realizar cannot decode instead of failing",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_dequantize)

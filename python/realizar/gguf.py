@@ -77,7 +77,7 @@ def _resolve_dtype(dtype: npt.DTypeLike) -> np.dtype[Any]:
         return _bfloat16()
     if isinstance(dtype, str) and dtype.lower() in ("f16", "f32"):
         dtype = {"f16": np.float16, "f32": np.float32}[dtype.lower()]
-    dt = np.dtype(dtype)
+    dt: np.dtype[Any] = np.dtype(dtype)
     if dt == np.float32 or dt == np.float16 or dt.name == "bfloat16":
         return dt
     raise TypeError(f"dtype must be float32, float16 or bfloat16 (ml_dtypes), got {dt}")
@@ -88,7 +88,8 @@ def _bfloat16() -> np.dtype[Any]:
         import ml_dtypes
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError("dtype bfloat16 needs the ml_dtypes package (pip install ml_dtypes)") from e
-    return np.dtype(ml_dtypes.bfloat16)
+    bf16: np.dtype[Any] = np.dtype(ml_dtypes.bfloat16)
+    return bf16
 
 
 def _convert_value(v: Any) -> Any:
@@ -230,7 +231,7 @@ class GGUFFile:
         name: str,
         *,
         out: npt.NDArray[Any] | None = None,
-        dtype: npt.DTypeLike = None,
+        dtype: npt.DTypeLike | None = None,
     ) -> npt.NDArray[Any]:
         """Decode a tensor into an array of its :attr:`TensorInfo.shape`.
 
@@ -266,7 +267,9 @@ class GGUFFile:
             if out.dtype != dt:
                 raise TypeError(f"out has dtype {out.dtype} but dtype {dt} was asked for")
             if tuple(out.shape) != info.shape:
-                raise RealizarError(f"out has shape {tuple(out.shape)}, tensor {name!r} has shape {info.shape}")
+                raise RealizarError(
+                    f"out has shape {tuple(out.shape)}, tensor {name!r} has shape {info.shape}"
+                )
             if not out.flags.c_contiguous:
                 raise ValueError("out must be C-contiguous")
             if not out.flags.writeable:
