@@ -344,6 +344,25 @@ def test_unknown_type_id_lists_with_unknown_size(tmp_path: Path) -> None:
             f.dequantize("t")
 
 
+def test_scalar_and_empty_tensors(tmp_path: Path) -> None:
+    head = b"GGUF" + struct.pack("<IQQ", 3, 2, 0)
+    infos = gstr(b"s") + struct.pack("<IIQ", 0, 0, 0)  # no dims: a scalar
+    infos += gstr(b"z") + struct.pack("<IQQIQ", 2, 0, 5, 8, 32)  # Q8_0 of shape (5, 0)
+    body = head + infos
+    body += b"\0" * (-len(body) % 32)
+    p = _write(tmp_path / "sz.gguf", body + struct.pack("<f", 2.5) + bytes(28))
+    with GGUFFile(p) as f:
+        assert (f.tensors["s"].shape, f.tensors["s"].nbytes) == ((), 4)
+        assert (f.tensors["z"].shape, f.tensors["z"].nbytes, f.tensors["z"].n_elements) == ((5, 0), 0, 0)
+        for dt in [np.float32, np.float16]:
+            s = f.dequantize("s", dtype=dt)
+            assert s.shape == () and s.dtype == dt and float(s) == 2.5
+            z = f.dequantize("z", dtype=dt)
+            assert z.shape == (5, 0) and z.dtype == dt
+        assert f.raw("z").size == 0
+    assert list(load_gguf(p, names="s")) == ["s"]
+
+
 def test_open_errors(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         GGUFFile(tmp_path / "missing.gguf")

@@ -313,6 +313,8 @@ def load_gguf(
     Raises:
         GGUFError: malformed file. RealizarError: a requested tensor's type cannot be decoded.
     """
+    if isinstance(names, str):
+        names = [names]
     with GGUFFile(path) as f:
         wanted = list(f) if names is None else list(names)
         for n in wanted:

@@ -367,7 +367,10 @@ pub fn parse(buf: &[u8]) -> Result<Gguf> {
     let data_len = file_len.saturating_sub(data_offset);
     for t in &mut tensors {
         let nbytes = t.nbytes.unwrap_or(0);
-        let fits = t.offset.checked_add(nbytes).is_some_and(|end| end <= data_len);
+        // Checked in absolute terms, so that even an empty tensor cannot start past the end of the
+        // file (the aligned data section may start beyond a file that ends early).
+        let fits =
+            t.offset.checked_add(nbytes).and_then(|e| e.checked_add(data_offset)).is_some_and(|end| end <= file_len);
         if !fits {
             return Err(Error::Gguf {
                 offset: t.info_offset,
