@@ -52,6 +52,15 @@ def _short(value: Any, width: int = 70) -> str:
 
 def cmd_info(args: argparse.Namespace) -> int:
     """Print a GGUF file's metadata and a table of its tensors with totals per type."""
+    try:
+        return _info(args)
+    except BrokenPipeError:  # `realizar info FILE | head`: the reader left, which is not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+def _info(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     with GGUFFile(args.file) as f:
         print(f"file: {f.path}")
