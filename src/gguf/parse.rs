@@ -2,9 +2,11 @@
 //! count has been checked against the bytes actually there. Nothing downstream re-checks.
 //!
 //! Rules: every read goes through [`Reader`], which fails with `Truncated` instead of reading past
-//! the end; no allocation is sized from a count in the file until that count times the smallest
-//! possible encoding of one element has been checked (with checked arithmetic) against the bytes
-//! left; all sizes are computed with checked `u64` arithmetic.
+//! the end; no count from the file is used before that count times the smallest possible encoding
+//! of one element has been checked (with checked arithmetic) against the bytes left; vectors of
+//! structs reserve at most [`MAX_PREALLOC`] entries up front (memory follows the entries actually
+//! parsed, not the claimed count); plain numeric arrays are copied from bytes already known to be
+//! there; all sizes are computed with checked `u64` arithmetic.
 
 use std::collections::HashSet;
 
@@ -26,6 +28,17 @@ pub const MAX_ALIGNMENT: u64 = 1 << 30;
 const MIN_KV_SIZE: u64 = 13;
 /// The smallest possible encoding of a tensor info: name length (8), n_dims (4), type (4), offset (8).
 const MIN_TENSOR_INFO_SIZE: u64 = 24;
+
+/// Most elements reserved up front for a count read from the file. A count is first checked against
+/// the bytes left, but one small entry in the file (13 bytes for a key/value) becomes a much larger
+/// struct in memory, so a multi-GB file claiming millions of entries must not reserve memory for
+/// all of them before they are read: vectors grow as entries are actually parsed, which bounds
+/// memory by a small multiple of the bytes really consumed.
+const MAX_PREALLOC: u64 = 1 << 12;
+
+fn prealloc(count: u64) -> usize {
+    count.min(MAX_PREALLOC) as usize
+}
 
 fn err(offset: usize, kind: GgufErrorKind) -> Error {
     Error::Gguf { offset: offset as u64, kind }
@@ -179,14 +192,14 @@ impl<'a> Reader<'a> {
                 Array::Bool(v)
             }
             ValueType::String => {
-                let mut v = Vec::with_capacity(n);
+                let mut v = Vec::with_capacity(prealloc(n as u64));
                 for i in 0..n {
                     v.push(self.string(&|| format!("string {i} of {}", what()))?.to_vec());
                 }
                 Array::String(v)
             }
             ValueType::Array => {
-                let mut v = Vec::with_capacity(n);
+                let mut v = Vec::with_capacity(prealloc(n as u64));
                 for i in 0..n {
                     v.push(self.array_value(depth + 1, &|| format!("element {i} of {}", what()))?);
                 }
@@ -248,8 +261,8 @@ pub fn parse(buf: &[u8]) -> Result<Gguf> {
     }
 
     // Metadata.
-    let mut metadata: Vec<(String, Value)> = Vec::with_capacity(n_kv as usize);
-    let mut keys: HashSet<String> = HashSet::with_capacity(n_kv as usize);
+    let mut metadata: Vec<(String, Value)> = Vec::with_capacity(prealloc(n_kv));
+    let mut keys: HashSet<String> = HashSet::with_capacity(prealloc(n_kv));
     let mut alignment = DEFAULT_ALIGNMENT;
     for i in 0..n_kv {
         let key_at = r.pos;
@@ -283,8 +296,8 @@ pub fn parse(buf: &[u8]) -> Result<Gguf> {
     }
 
     // Tensor infos.
-    let mut tensors: Vec<TensorInfo> = Vec::with_capacity(n_tensors as usize);
-    let mut names: HashSet<String> = HashSet::with_capacity(n_tensors as usize);
+    let mut tensors: Vec<TensorInfo> = Vec::with_capacity(prealloc(n_tensors));
+    let mut names: HashSet<String> = HashSet::with_capacity(prealloc(n_tensors));
     for i in 0..n_tensors {
         let info_offset = r.pos;
         let name = r.utf8(&|| format!("name of tensor {i}"))?.to_owned();

@@ -437,3 +437,66 @@ fn crasher_regressions() {
     }
     assert!(n > 0, "no regression inputs in {}", dir.display());
 }
+
+/// The largest single allocation made by this thread, tracked by a test-only global allocator.
+mod alloc_track {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    thread_local! { static LARGEST: Cell<usize> = const { Cell::new(0) }; }
+
+    pub struct Tracking;
+
+    fn note(size: usize) {
+        let _ = LARGEST.try_with(|c| c.set(c.get().max(size)));
+    }
+
+    unsafe impl GlobalAlloc for Tracking {
+        unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+            note(l.size());
+            unsafe { System.alloc(l) }
+        }
+        unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+            unsafe { System.dealloc(p, l) }
+        }
+        unsafe fn realloc(&self, p: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
+            note(new_size);
+            unsafe { System.realloc(p, l, new_size) }
+        }
+    }
+
+    #[global_allocator]
+    static A: Tracking = Tracking;
+
+    /// Runs `f` and returns the largest single allocation it made on this thread.
+    pub fn largest_during(f: impl FnOnce()) -> usize {
+        LARGEST.with(|c| c.set(0));
+        f();
+        LARGEST.with(Cell::get)
+    }
+}
+
+/// A big file claiming as many entries as could fit must not make the parser reserve memory for all
+/// of them up front (each is a larger struct in memory than its smallest encoding in the file).
+#[test]
+fn claimed_counts_do_not_preallocate() {
+    let size = 16 << 20;
+    // Metadata count: 13-byte minimum per entry -> about 1.3 M claimed; the 2nd key is truncated.
+    let mut w = W::default();
+    w.header(3, 0, (size as u64 - 24) / 13).str("k").u32(0).bytes(&[1]).u64(u64::MAX);
+    w.0.resize(size, 0);
+    let largest = alloc_track::largest_during(|| assert!(parse(&w.0).is_err()));
+    assert!(largest < 1 << 20, "largest allocation {largest} bytes for a {size}-byte file");
+    // A string array: 8-byte minimum per string -> about 2 M claimed; the 2nd string is too long.
+    let mut w = W::default();
+    w.header(3, 0, 1).str("k").u32(9).u32(8).u64((size as u64 - 49) / 8).u64(0).u64(u64::MAX);
+    w.0.resize(size, 0);
+    let largest = alloc_track::largest_during(|| assert!(parse(&w.0).is_err()));
+    assert!(largest < 1 << 20, "largest allocation {largest} bytes for a {size}-byte file");
+    // Tensor infos: 24-byte minimum -> about 700 k claimed; the 2nd name is too long.
+    let mut w = W::default();
+    w.header(3, (size as u64 - 24) / 24, 0).tensor("t", &[1], 0, 0).u64(u64::MAX);
+    w.0.resize(size, 0);
+    let largest = alloc_track::largest_during(|| assert!(parse(&w.0).is_err()));
+    assert!(largest < 1 << 20, "largest allocation {largest} bytes for a {size}-byte file");
+}
