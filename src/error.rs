@@ -29,6 +29,18 @@ pub enum Error {
     #[error("{what}: got {len} values, which is not a multiple of {multiple}")]
     BadValueCount { what: String, len: usize, multiple: usize },
 
+    /// A quantizer input (or importance matrix) holds NaN or an infinity.
+    #[error("{what} holds a non-finite value {value} at index {index}; quantizers need finite input")]
+    NonFiniteValue { what: String, index: usize, value: String },
+
+    /// The importance matrix does not fit the rows, or holds a negative weight.
+    #[error("bad importance matrix: {0}")]
+    BadImatrix(String),
+
+    /// The output buffer of a quantizer does not have exactly the encoded size.
+    #[error("output holds {actual} bytes but {n_values} values of {qtype} encode to {expected} bytes")]
+    BadQuantizedLength { qtype: QuantType, n_values: usize, expected: usize, actual: usize },
+
     /// Generic invalid argument (with the reason spelled out).
     #[error("{0}")]
     InvalidArgument(String),

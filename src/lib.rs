@@ -22,6 +22,7 @@ pub mod gguf;
 pub mod kernels;
 pub mod parallel;
 pub mod quant_type;
+pub mod quantize;
 
 #[cfg(feature = "python")]
 mod python;

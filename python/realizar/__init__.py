@@ -9,6 +9,7 @@ array([0. , 0.5, 1. , 1.5], dtype=float32)
 from __future__ import annotations
 
 from ._api import dequantize, weights_in
+from ._quantize import quantize
 from ._realizar import RealizarError, __version__, available_kernels, kernel, set_kernel
 from ._types import QuantType, QuantTypeLike
 from .gguf import GGUFError, GGUFFile, TensorInfo, load_gguf
@@ -25,6 +26,7 @@ __all__ = [
     "dequantize",
     "kernel",
     "load_gguf",
+    "quantize",
     "set_kernel",
     "weights_in",
 ]

@@ -8,6 +8,8 @@
 pub mod bf16;
 pub mod f16;
 pub mod f32;
+pub mod kquant_lanes;
+pub mod kquant_search;
 pub mod q2_k;
 pub mod q3_k;
 pub mod q4_0;

@@ -1,8 +1,11 @@
 //! Q2_K: 256 weights in 84 bytes. `scales[16] @0` (low nibble scale, high nibble min),
 //! `qs[64] @16, d: f16 @80, dmin: f16 @82`. Weight e: h = e/128, j = (e%128)/32, l = e%32;
 //! `q = (qs[32h + l] >> 2j) & 3`, sub-block e/16. `y = (d * sc) * q - (dmin * m)`.
+// The encoders are line-by-line ports of ggml's C; index loops and explicit clamps mirror it.
+#![allow(clippy::needless_range_loop, clippy::manual_clamp, clippy::assign_op_pattern, clippy::needless_late_init)]
 
 use super::f16_at;
+use super::kquant_search::{make_qkx2_quants, make_qkx3_quants, make_qp_quants, nearest_int, put_f16, sum_sq};
 
 pub const BLOCK_WEIGHTS: usize = 256;
 pub const BLOCK_BYTES: usize = 84;
@@ -29,6 +32,262 @@ pub fn dequantize(src: &[u8], dst: &mut [f32]) {
     for (b, y) in src.chunks_exact(BLOCK_BYTES).zip(dst.chunks_exact_mut(BLOCK_WEIGHTS)) {
         decode_block(b, y);
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding (ggml's `quantize_row_q2_K_ref` and `quantize_q2_K` with an importance matrix).
+// Block: scales[16] @0 (low nibble scale, high nibble min), qs[64] @16, d @80, dmin @82.
+
+/// Requantizes with the stored scales and packs the 2-bit quants (the common tail of both
+/// quantizers). `L` holds the search's quants for sub-blocks whose scale is zero.
+#[allow(non_snake_case)]
+#[inline(always)]
+fn requantize_and_pack(x: &[f32], y: &mut [u8], L: &mut [u8; 256], dm: f32, mm: f32) {
+    for j in 0..16 {
+        let d = dm * (y[j] & 0xF) as f32;
+        if d == 0.0 {
+            continue;
+        }
+        let m = mm * (y[j] >> 4) as f32;
+        for ii in 0..16 {
+            let l = nearest_int((x[16 * j + ii] + m) / d).min(3).max(0);
+            L[16 * j + ii] = l as u8;
+        }
+    }
+    for j in (0..256).step_by(128) {
+        for l in 0..32 {
+            y[16 + j / 4 + l] = L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6);
+        }
+    }
+}
+
+/// Encodes one block exactly as ggml's `quantize_row_q2_K_ref`.
+#[allow(non_snake_case)]
+pub fn quantize_block(x: &[f32], y: &mut [u8]) {
+    let x = &x[..BLOCK_WEIGHTS];
+    let mut L = [0u8; 256];
+    let mut Laux = [0u8; 16];
+    let mut weights = [0f32; 16];
+    let mut mins = [0f32; 16];
+    let mut scales = [0f32; 16];
+    let q4scale = 15f32;
+    let mut max_scale = 0f32;
+    let mut max_min = 0f32;
+    for j in 0..16 {
+        for l in 0..16 {
+            weights[l] = x[16 * j + l].abs();
+        }
+        scales[j] = make_qkx2_quants(
+            16,
+            3,
+            &x[16 * j..],
+            &weights,
+            &mut L[16 * j..],
+            &mut mins[j],
+            &mut Laux,
+            -0.5,
+            0.1,
+            15,
+            true,
+        );
+        if scales[j] > max_scale {
+            max_scale = scales[j];
+        }
+        if mins[j] > max_min {
+            max_min = mins[j];
+        }
+    }
+    let dm;
+    if max_scale > 0.0 {
+        let iscale = q4scale / max_scale;
+        for j in 0..16 {
+            y[j] = nearest_int(iscale * scales[j]) as u8;
+        }
+        dm = put_f16(y, 80, max_scale / q4scale);
+    } else {
+        y[..16].fill(0);
+        dm = put_f16(y, 80, 0.0);
+    }
+    let mm;
+    if max_min > 0.0 {
+        let iscale = q4scale / max_min;
+        for j in 0..16 {
+            let l = nearest_int(iscale * mins[j]);
+            y[j] |= (l << 4) as u8;
+        }
+        mm = put_f16(y, 82, max_min / q4scale);
+    } else {
+        mm = put_f16(y, 82, 0.0);
+    }
+    requantize_and_pack(x, y, &mut L, dm, mm);
+}
+
+/// Encodes whole blocks (`quantize_row_q2_K_ref`).
+pub fn quantize(src: &[f32], dst: &mut [u8]) {
+    for (x, y) in src.chunks_exact(BLOCK_WEIGHTS).zip(dst.chunks_exact_mut(BLOCK_BYTES)) {
+        quantize_block(x, y);
+    }
+}
+
+/// Encodes one block with its 256 importance weights, exactly as ggml's `quantize_row_q2_K_impl`.
+#[allow(non_snake_case)]
+pub fn quantize_block_imatrix(x: &[f32], qw: &[f32], y: &mut [u8]) {
+    let x = &x[..BLOCK_WEIGHTS];
+    let mut L = [0u8; 256];
+    let mut Laux = [0u8; 16];
+    let mut mins = [0f32; 16];
+    let mut scales = [0f32; 16];
+    let mut sw = [0f32; 16];
+    let mut weight = [0f32; 16];
+    let mut Ls = [0u8; 16];
+    let mut Lm = [0u8; 16];
+    let sigma2 = sum_sq(x) / 256.0;
+    for j in 0..16 {
+        let q = &qw[16 * j..16 * j + 16];
+        for l in 0..16 {
+            let xv = x[16 * j + l];
+            weight[l] = q[l] * (sigma2 + xv * xv).sqrt();
+        }
+        for l in 0..16 {
+            sw[j] += weight[l];
+        }
+        scales[j] = make_qkx3_quants(
+            16,
+            3,
+            &x[16 * j..],
+            Some(&weight),
+            &mut L[16 * j..],
+            &mut mins[j],
+            &mut Laux,
+            -0.9,
+            0.05,
+            36,
+            false,
+        );
+    }
+    let dm = make_qp_quants(16, 15, &scales, &mut Ls, &sw);
+    let mm = make_qp_quants(16, 15, &mins, &mut Lm, &sw);
+    let dm = put_f16(y, 80, dm);
+    let mm = put_f16(y, 82, mm);
+    for j in 0..16 {
+        y[j] = Ls[j] | (Lm[j] << 4);
+    }
+    requantize_and_pack(x, y, &mut L, dm, mm);
+}
+
+/// Encodes one row with importance weights `qw` (`quantize_q2_K` with quant_weights).
+pub fn quantize_row_imatrix(x: &[f32], qw: &[f32], dst: &mut [u8]) {
+    for ((x, qw), y) in
+        x.chunks_exact(BLOCK_WEIGHTS).zip(qw.chunks_exact(BLOCK_WEIGHTS)).zip(dst.chunks_exact_mut(BLOCK_BYTES))
+    {
+        quantize_block_imatrix(x, qw, y);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod lanes {
+    use super::super::kquant_lanes::avx2::*;
+    use super::super::kquant_lanes::transpose_in;
+    use super::super::kquant_search::{nearest_int, put_f16};
+    use super::{BLOCK_BYTES, BLOCK_WEIGHTS};
+    use std::arch::x86_64::*;
+
+    /// `quantize_row_q2_K_ref` of one block, its 16 sub-blocks in two groups of 8 AVX2 lanes.
+    #[allow(non_snake_case)]
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn block(x: &[f32], y: &mut [u8]) {
+        let xt = transpose_in::<16, 16>(x);
+        let halves = [load_rows(&xt, 0), load_rows(&xt, 8)];
+        let mut lq = [[_mm256_setzero_ps(); 16]; 2];
+        let mut scales = [0f32; 16];
+        let mut mins = [0f32; 16];
+        for h in 0..2 {
+            let mut w = [_mm256_setzero_ps(); 16];
+            for i in 0..16 {
+                w[i] = abs(halves[h][i]);
+            }
+            let (sv, mv) = make_qkx2(&halves[h], &w, &mut lq[h], 3, -0.5, 0.1, 15, true);
+            scales[8 * h..8 * h + 8].copy_from_slice(&to_arr(sv));
+            mins[8 * h..8 * h + 8].copy_from_slice(&to_arr(mv));
+        }
+        let q4scale = 15f32;
+        let mut max_scale = 0f32;
+        let mut max_min = 0f32;
+        for j in 0..16 {
+            if scales[j] > max_scale {
+                max_scale = scales[j];
+            }
+            if mins[j] > max_min {
+                max_min = mins[j];
+            }
+        }
+        let dm;
+        if max_scale > 0.0 {
+            let iscale = q4scale / max_scale;
+            for j in 0..16 {
+                y[j] = nearest_int(iscale * scales[j]) as u8;
+            }
+            dm = put_f16(y, 80, max_scale / q4scale);
+        } else {
+            y[..16].fill(0);
+            dm = put_f16(y, 80, 0.0);
+        }
+        let mm;
+        if max_min > 0.0 {
+            let iscale = q4scale / max_min;
+            for j in 0..16 {
+                let l = nearest_int(iscale * mins[j]);
+                y[j] |= (l << 4) as u8;
+            }
+            mm = put_f16(y, 82, max_min / q4scale);
+        } else {
+            mm = put_f16(y, 82, 0.0);
+        }
+        let mut dv = [0f32; 16];
+        let mut mv = [0f32; 16];
+        for j in 0..16 {
+            dv[j] = dm * (y[j] & 0xF) as f32;
+            mv[j] = mm * (y[j] >> 4) as f32;
+        }
+        let mut L = [0u8; 256];
+        for h in 0..2 {
+            let d = _mm256_loadu_ps(dv[8 * h..].as_ptr());
+            let m = _mm256_loadu_ps(mv[8 * h..].as_ptr());
+            let skip = _mm256_cmp_ps::<_CMP_EQ_OQ>(d, _mm256_setzero_ps());
+            for i in 0..16 {
+                let l = ni_clamp(_mm256_div_ps(_mm256_add_ps(halves[h][i], m), d), 0, 3);
+                let q = to_arr(sel(skip, lq[h][i], l));
+                for k in 0..8 {
+                    L[16 * (8 * h + k) + i] = q[k] as u8;
+                }
+            }
+        }
+        for j in (0..256).step_by(128) {
+            for l in 0..32 {
+                y[16 + j / 4 + l] = L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6);
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn quantize(src: &[f32], dst: &mut [u8]) {
+        for (x, y) in src.chunks_exact(BLOCK_WEIGHTS).zip(dst.chunks_exact_mut(BLOCK_BYTES)) {
+            block(x, y);
+        }
+    }
+}
+
+/// Whole blocks, like [`quantize`] and with the same bytes, with independent sub-blocks side by
+/// side in AVX2 lanes when the CPU has AVX2 (the scalar reference otherwise).
+pub fn quantize_fast(src: &[f32], dst: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::kquant_lanes::use_avx2() {
+        // SAFETY: the CPU supports AVX2 (checked at run time).
+        unsafe { lanes::quantize(src, dst) };
+        return;
+    }
+    quantize(src, dst)
 }
 
 #[cfg(test)]

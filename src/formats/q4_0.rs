@@ -1,7 +1,10 @@
 //! Q4_0: 32 weights in 18 bytes. `d: f16 @0, qs[16] @2`; weight j (0..16) is the low nibble of
 //! `qs[j]`, weight j + 16 its high nibble; `y = (q - 8) * d`.
+// The encoders are line-by-line ports of ggml's C; index loops and explicit clamps mirror it.
+#![allow(clippy::needless_range_loop, clippy::manual_clamp, clippy::assign_op_pattern, clippy::needless_late_init)]
 
 use super::f16_at;
+use super::kquant_search::{make_qx_quants, put_f16, sum_sq};
 
 pub const BLOCK_WEIGHTS: usize = 32;
 pub const BLOCK_BYTES: usize = 18;
@@ -22,6 +25,141 @@ pub fn dequantize(src: &[u8], dst: &mut [f32]) {
     for (b, y) in src.chunks_exact(BLOCK_BYTES).zip(dst.chunks_exact_mut(BLOCK_WEIGHTS)) {
         decode_block(b, y);
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding (ggml's `quantize_row_q4_0_ref` and `quantize_q4_0` with an importance matrix).
+
+/// Encodes one block exactly as ggml's `quantize_row_q4_0_ref`.
+#[inline(always)]
+pub fn quantize_block(x: &[f32], y: &mut [u8]) {
+    let x = &x[..BLOCK_WEIGHTS];
+    let mut amax = 0f32;
+    let mut max = 0f32;
+    for &v in x {
+        if amax < v.abs() {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    let d = max / -8.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    put_f16(y, 0, d);
+    for j in 0..16 {
+        let x0 = x[j] * id;
+        let x1 = x[16 + j] * id;
+        let xi0 = ((x0 + 8.5f32) as i32 as i8 as i32).min(15) as u8;
+        let xi1 = ((x1 + 8.5f32) as i32 as i8 as i32).min(15) as u8;
+        y[2 + j] = xi0 | (xi1 << 4);
+    }
+}
+
+/// Encodes whole blocks (`quantize_row_q4_0_ref`).
+pub fn quantize(src: &[f32], dst: &mut [u8]) {
+    for (x, y) in src.chunks_exact(BLOCK_WEIGHTS).zip(dst.chunks_exact_mut(BLOCK_BYTES)) {
+        quantize_block(x, y);
+    }
+}
+
+/// Encodes one row with importance weights `qw` (one per weight of the row), exactly as ggml's
+/// `quantize_row_q4_0_impl`.
+#[allow(non_snake_case)]
+pub fn quantize_row_imatrix(x: &[f32], qw: &[f32], dst: &mut [u8]) {
+    let n_per_row = x.len();
+    let sigma2 = sum_sq(x) / n_per_row as f32;
+    let mut weight = [0f32; BLOCK_WEIGHTS];
+    let mut L = [0i8; BLOCK_WEIGHTS];
+    for ((xb, qw), y) in
+        x.chunks_exact(BLOCK_WEIGHTS).zip(qw.chunks_exact(BLOCK_WEIGHTS)).zip(dst.chunks_exact_mut(BLOCK_BYTES))
+    {
+        for j in 0..BLOCK_WEIGHTS {
+            weight[j] = qw[j] * (sigma2 + xb[j] * xb[j]).sqrt();
+        }
+        let d = make_qx_quants(BLOCK_WEIGHTS, 8, xb, &mut L, 1, Some(&weight));
+        put_f16(y, 0, d);
+        for j in 0..16 {
+            y[2 + j] = (L[j] as u8) | ((L[j + 16] as u8) << 4);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod lanes {
+    use super::super::kquant_lanes::avx2::*;
+    use super::super::kquant_search::put_f16;
+    use super::{BLOCK_BYTES, BLOCK_WEIGHTS};
+    use std::arch::x86_64::*;
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn load4(x: &[f32]) -> [__m256; 4] {
+        let x = &x[..32];
+        [
+            _mm256_loadu_ps(x.as_ptr()),
+            _mm256_loadu_ps(x[8..].as_ptr()),
+            _mm256_loadu_ps(x[16..].as_ptr()),
+            _mm256_loadu_ps(x[24..].as_ptr()),
+        ]
+    }
+
+    /// ggml's `max`: the first element whose |x| is the largest, or +0.0 if all are zero.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn signed_absmax(x: &[f32], v: &[__m256; 4]) -> f32 {
+        let a = [abs(v[0]), abs(v[1]), abs(v[2]), abs(v[3])];
+        let amax = hmax(_mm256_max_ps(_mm256_max_ps(a[0], a[1]), _mm256_max_ps(a[2], a[3])));
+        if amax == 0.0 {
+            return 0.0;
+        }
+        let s = _mm256_set1_ps(amax);
+        let hit = mask32([
+            _mm256_cmp_ps::<_CMP_EQ_OQ>(a[0], s),
+            _mm256_cmp_ps::<_CMP_EQ_OQ>(a[1], s),
+            _mm256_cmp_ps::<_CMP_EQ_OQ>(a[2], s),
+            _mm256_cmp_ps::<_CMP_EQ_OQ>(a[3], s),
+        ]);
+        x[hit.trailing_zeros() as usize]
+    }
+
+    /// `quantize_row_q4_0_ref` of one block.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn block(x: &[f32], y: &mut [u8]) {
+        let v = load4(x);
+        let max = signed_absmax(x, &v);
+        let d = max / -8.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        put_f16(y, 0, d);
+        let (idv, c) = (_mm256_set1_ps(id), _mm256_set1_ps(8.5));
+        let mut q = [_mm256_setzero_si256(); 4];
+        for r in 0..4 {
+            let t = to_i8_trunc(_mm256_add_ps(_mm256_mul_ps(v[r], idv), c));
+            q[r] = _mm256_min_epi32(t, _mm256_set1_epi32(15));
+        }
+        let ff = _mm256_set1_epi32(0xFF);
+        let b0 = _mm256_or_si256(_mm256_and_si256(q[0], ff), _mm256_slli_epi32::<4>(q[2]));
+        let b1 = _mm256_or_si256(_mm256_and_si256(q[1], ff), _mm256_slli_epi32::<4>(q[3]));
+        _mm_storeu_si128(y[2..18].as_mut_ptr() as *mut __m128i, bytes16(b0, b1));
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn quantize(src: &[f32], dst: &mut [u8]) {
+        for (x, y) in src.chunks_exact(BLOCK_WEIGHTS).zip(dst.chunks_exact_mut(BLOCK_BYTES)) {
+            block(x, y);
+        }
+    }
+}
+
+/// Whole blocks, like [`quantize`] and with the same bytes, with AVX2 when the CPU has it: the
+/// 32 independent per-weight computations of a block side by side, reductions (max / min) exact.
+pub fn quantize_fast(src: &[f32], dst: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::kquant_lanes::use_avx2() {
+        // SAFETY: the CPU supports AVX2 (checked at run time).
+        unsafe { lanes::quantize(src, dst) };
+        return;
+    }
+    quantize(src, dst)
 }
 
 #[cfg(test)]

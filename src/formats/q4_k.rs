@@ -2,7 +2,10 @@
 //! Eight sub-blocks of 32 with packed 6-bit scales and mins ([`super::scale_min_k4`]). Chunk c
 //! (0..4) of 64 weights uses `qs[32c..32c+32]`: low nibbles for sub-block 2c, high nibbles for 2c+1.
 //! `y = (d * sc) * q - (dmin * m)`.
+// The encoders are line-by-line ports of ggml's C; index loops and explicit clamps mirror it.
+#![allow(clippy::needless_range_loop, clippy::manual_clamp, clippy::assign_op_pattern, clippy::needless_late_init)]
 
+use super::kquant_search::{make_qkx2_quants, make_qkx3_quants, make_qp_quants, nearest_int, put_f16, sum_sq};
 use super::{f16_at, scale_min_k4};
 
 pub const BLOCK_WEIGHTS: usize = 256;
@@ -34,6 +37,295 @@ pub fn dequantize(src: &[u8], dst: &mut [f32]) {
     for (b, y) in src.chunks_exact(BLOCK_BYTES).zip(dst.chunks_exact_mut(BLOCK_WEIGHTS)) {
         decode_block(b, y);
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding (ggml's `quantize_row_q4_K_ref` and `quantize_q4_K` with an importance matrix).
+// Block: d @0, dmin @2, scales[12] @4, qs[128] @16.
+
+/// Packs 6-bit scale `ls` and min `lm` of sub-block `j` in ggml's order (`j` ascending).
+#[inline(always)]
+pub(crate) fn pack_k4(s: &mut [u8], j: usize, ls: u8, lm: u8) {
+    if j < 4 {
+        s[j] = ls;
+        s[j + 4] = lm;
+    } else {
+        s[j + 4] = (ls & 0xF) | ((lm & 0xF) << 4);
+        s[j - 4] |= (ls >> 4) << 6;
+        s[j] |= (lm >> 4) << 6;
+    }
+}
+
+/// Requantizes 256 weights with the stored d/dmin and 6-bit scales into `L` (0..=nmax), as the
+/// second pass of ggml's Q4_K / Q5_K quantizers.
+#[allow(non_snake_case)]
+#[inline(always)]
+pub(crate) fn requantize_k(x: &[f32], s: &[u8], d_all: f32, m_all: f32, nmax: i32, L: &mut [u8; 256]) {
+    for j in 0..8 {
+        let (sc, m) = scale_min_k4(j, s);
+        let d = d_all * sc as f32;
+        if d == 0.0 {
+            continue;
+        }
+        let dm = m_all * m as f32;
+        for ii in 0..32 {
+            let l = nearest_int((x[32 * j + ii] + dm) / d).min(nmax).max(0);
+            L[32 * j + ii] = l as u8;
+        }
+    }
+}
+
+/// The reference search of Q4_K / Q5_K: per sub-block weights `sqrt(mean(x^2)) + |x|` and
+/// `make_qkx2_quants`, then 6-bit scales with `63 / max`. Writes d, dmin and scales; returns the
+/// stored d and dmin.
+#[allow(non_snake_case, clippy::too_many_arguments)]
+#[inline(always)]
+pub(crate) fn ref_scales_k(
+    x: &[f32],
+    y: &mut [u8],
+    L: &mut [u8; 256],
+    nmax: i32,
+    rmin: f32,
+    rdelta: f32,
+    nstep: i32,
+) -> (f32, f32) {
+    let mut Laux = [0u8; 32];
+    let mut weights = [0f32; 32];
+    let mut mins = [0f32; 8];
+    let mut scales = [0f32; 8];
+    let mut max_scale = 0f32;
+    let mut max_min = 0f32;
+    for j in 0..8 {
+        let xs = &x[32 * j..32 * j + 32];
+        let av_x = (sum_sq(xs) / 32.0).sqrt();
+        for l in 0..32 {
+            weights[l] = av_x + xs[l].abs();
+        }
+        scales[j] = make_qkx2_quants(
+            32,
+            nmax,
+            xs,
+            &weights,
+            &mut L[32 * j..],
+            &mut mins[j],
+            &mut Laux,
+            rmin,
+            rdelta,
+            nstep,
+            false,
+        );
+        if scales[j] > max_scale {
+            max_scale = scales[j];
+        }
+        if mins[j] > max_min {
+            max_min = mins[j];
+        }
+    }
+    let inv_scale = if max_scale > 0.0 { 63.0 / max_scale } else { 0.0 };
+    let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
+    for j in 0..8 {
+        let ls = (nearest_int(inv_scale * scales[j]) as u8).min(63);
+        let lm = (nearest_int(inv_min * mins[j]) as u8).min(63);
+        pack_k4(&mut y[4..16], j, ls, lm);
+    }
+    let d = put_f16(y, 0, max_scale / 63.0);
+    let dmin = put_f16(y, 2, max_min / 63.0);
+    (d, dmin)
+}
+
+/// The importance-weighted search of Q4_K / Q5_K (`quantize_row_q4_K_impl` / `q5_K_impl`).
+#[allow(non_snake_case)]
+#[inline(always)]
+pub(crate) fn imatrix_scales_k(
+    x: &[f32],
+    qw: &[f32],
+    y: &mut [u8],
+    L: &mut [u8; 256],
+    nmax: i32,
+    clamp63: bool,
+) -> (f32, f32) {
+    let mut Laux = [0u8; 32];
+    let mut Ls = [0u8; 8];
+    let mut Lm = [0u8; 8];
+    let mut weights = [0f32; 32];
+    let mut sw = [0f32; 8];
+    let mut mins = [0f32; 8];
+    let mut scales = [0f32; 8];
+    let sigma2 = 2.0 * sum_sq(&x[..256]) / 256.0;
+    for j in 0..8 {
+        let q = &qw[32 * j..32 * j + 32];
+        for l in 0..32 {
+            let xv = x[32 * j + l];
+            weights[l] = q[l] * (sigma2 + xv * xv).sqrt();
+        }
+        let mut sumw = 0f32;
+        for &w in &weights {
+            sumw += w;
+        }
+        sw[j] = sumw;
+        scales[j] = make_qkx3_quants(
+            32,
+            nmax,
+            &x[32 * j..],
+            Some(&weights),
+            &mut L[32 * j..],
+            &mut mins[j],
+            &mut Laux,
+            -0.9,
+            0.05,
+            36,
+            false,
+        );
+    }
+    let d_block = make_qp_quants(8, 63, &scales, &mut Ls, &sw);
+    let m_block = make_qp_quants(8, 63, &mins, &mut Lm, &sw);
+    for j in 0..8 {
+        let (mut ls, mut lm) = (Ls[j], Lm[j]);
+        if clamp63 {
+            ls = ls.min(63);
+            lm = lm.min(63);
+        }
+        pack_k4(&mut y[4..16], j, ls, lm);
+    }
+    let d = put_f16(y, 0, d_block);
+    let dmin = put_f16(y, 2, m_block);
+    (d, dmin)
+}
+
+#[allow(non_snake_case)]
+#[inline(always)]
+fn pack(y: &mut [u8], L: &[u8; 256]) {
+    for (c, j) in (0..256).step_by(64).enumerate() {
+        for l in 0..32 {
+            y[16 + 32 * c + l] = L[j + l] | (L[j + l + 32] << 4);
+        }
+    }
+}
+
+/// Encodes one block exactly as ggml's `quantize_row_q4_K_ref`.
+#[allow(non_snake_case)]
+pub fn quantize_block(x: &[f32], y: &mut [u8]) {
+    let x = &x[..BLOCK_WEIGHTS];
+    let mut L = [0u8; 256];
+    let (d, dmin) = ref_scales_k(x, y, &mut L, 15, -1.0, 0.1, 20);
+    requantize_k(x, &y[4..16], d, dmin, 15, &mut L);
+    pack(y, &L);
+}
+
+/// Encodes whole blocks (`quantize_row_q4_K_ref`).
+pub fn quantize(src: &[f32], dst: &mut [u8]) {
+    for (x, y) in src.chunks_exact(BLOCK_WEIGHTS).zip(dst.chunks_exact_mut(BLOCK_BYTES)) {
+        quantize_block(x, y);
+    }
+}
+
+/// Encodes one block with its 256 importance weights, exactly as ggml's `quantize_row_q4_K_impl`.
+#[allow(non_snake_case)]
+pub fn quantize_block_imatrix(x: &[f32], qw: &[f32], y: &mut [u8]) {
+    let x = &x[..BLOCK_WEIGHTS];
+    let mut L = [0u8; 256];
+    let (d, dmin) = imatrix_scales_k(x, qw, y, &mut L, 15, false);
+    requantize_k(x, &y[4..16], d, dmin, 15, &mut L);
+    pack(y, &L);
+}
+
+/// Encodes one row with importance weights `qw` (`quantize_q4_K` with quant_weights).
+pub fn quantize_row_imatrix(x: &[f32], qw: &[f32], dst: &mut [u8]) {
+    for ((x, qw), y) in
+        x.chunks_exact(BLOCK_WEIGHTS).zip(qw.chunks_exact(BLOCK_WEIGHTS)).zip(dst.chunks_exact_mut(BLOCK_BYTES))
+    {
+        quantize_block_imatrix(x, qw, y);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod lanes {
+    use super::super::kquant_lanes::avx2::*;
+    use super::super::kquant_lanes::transpose_in;
+    use super::super::kquant_search::{nearest_int, put_f16};
+    use super::{pack, pack_k4, scale_min_k4, BLOCK_BYTES, BLOCK_WEIGHTS};
+    use std::arch::x86_64::*;
+
+    /// The Q4_K / Q5_K reference encoder of one block with its 8 sub-blocks in AVX2 lanes: writes
+    /// d, dmin and scales to `y` and returns the final quants. Bit for bit `ref_scales_k`
+    /// followed by `requantize_k`.
+    #[allow(non_snake_case)]
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn encode_k(x: &[f32], y: &mut [u8], nmax: i32, rmin: f32, rdelta: f32, nstep: i32) -> [u8; 256] {
+        let xt = transpose_in::<32, 8>(x);
+        let xv = load_rows(&xt, 0);
+        let mut sumsq = _mm256_setzero_ps();
+        for v in &xv {
+            sumsq = _mm256_add_ps(sumsq, _mm256_mul_ps(*v, *v));
+        }
+        let av_x = _mm256_sqrt_ps(_mm256_div_ps(sumsq, _mm256_set1_ps(32.0)));
+        let mut w = [_mm256_setzero_ps(); 32];
+        for i in 0..32 {
+            w[i] = _mm256_add_ps(av_x, abs(xv[i]));
+        }
+        let mut lq = [_mm256_setzero_ps(); 32];
+        let (sv, mv) = make_qkx2(&xv, &w, &mut lq, nmax, rmin, rdelta, nstep, false);
+        let (scales, mins) = (to_arr(sv), to_arr(mv));
+        let mut max_scale = 0f32;
+        let mut max_min = 0f32;
+        for j in 0..8 {
+            if scales[j] > max_scale {
+                max_scale = scales[j];
+            }
+            if mins[j] > max_min {
+                max_min = mins[j];
+            }
+        }
+        let inv_scale = if max_scale > 0.0 { 63.0 / max_scale } else { 0.0 };
+        let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
+        for j in 0..8 {
+            let ls = (nearest_int(inv_scale * scales[j]) as u8).min(63);
+            let lm = (nearest_int(inv_min * mins[j]) as u8).min(63);
+            pack_k4(&mut y[4..16], j, ls, lm);
+        }
+        let d_all = put_f16(y, 0, max_scale / 63.0);
+        let m_all = put_f16(y, 2, max_min / 63.0);
+        let mut dv = [0f32; 8];
+        let mut dmv = [0f32; 8];
+        for j in 0..8 {
+            let (sc, m) = scale_min_k4(j, &y[4..16]);
+            dv[j] = d_all * sc as f32;
+            dmv[j] = m_all * m as f32;
+        }
+        let d = _mm256_loadu_ps(dv.as_ptr());
+        let dm = _mm256_loadu_ps(dmv.as_ptr());
+        let skip = _mm256_cmp_ps::<_CMP_EQ_OQ>(d, _mm256_setzero_ps());
+        let mut L = [0u8; 256];
+        for i in 0..32 {
+            let l = ni_clamp(_mm256_div_ps(_mm256_add_ps(xv[i], dm), d), 0, nmax);
+            let q = to_arr(sel(skip, lq[i], l));
+            for k in 0..8 {
+                L[32 * k + i] = q[k] as u8;
+            }
+        }
+        L
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn quantize(src: &[f32], dst: &mut [u8]) {
+        for (x, y) in src.chunks_exact(BLOCK_WEIGHTS).zip(dst.chunks_exact_mut(BLOCK_BYTES)) {
+            let l = encode_k(x, y, 15, -1.0, 0.1, 20);
+            pack(y, &l);
+        }
+    }
+}
+
+/// Whole blocks, like [`quantize`] and with the same bytes, with independent sub-blocks side by
+/// side in AVX2 lanes when the CPU has AVX2 (the scalar reference otherwise).
+pub fn quantize_fast(src: &[f32], dst: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::kquant_lanes::use_avx2() {
+        // SAFETY: the CPU supports AVX2 (checked at run time).
+        unsafe { lanes::quantize(src, dst) };
+        return;
+    }
+    quantize(src, dst)
 }
 
 #[cfg(test)]

@@ -1,7 +1,10 @@
 //! Q5_1: 32 weights in 24 bytes. `d: f16 @0, m: f16 @2, qh: u32 LE @4, qs[16] @8`; 5-bit quants as
 //! Q5_0; `y = q * d + m`.
+// The encoders are line-by-line ports of ggml's C; index loops and explicit clamps mirror it.
+#![allow(clippy::needless_range_loop, clippy::manual_clamp, clippy::assign_op_pattern, clippy::needless_late_init)]
 
 use super::f16_at;
+use super::kquant_search::{make_qkx3_quants, put_f16, sum_sq};
 
 pub const BLOCK_WEIGHTS: usize = 32;
 pub const BLOCK_BYTES: usize = 24;
@@ -26,6 +29,173 @@ pub fn dequantize(src: &[u8], dst: &mut [f32]) {
     for (b, y) in src.chunks_exact(BLOCK_BYTES).zip(dst.chunks_exact_mut(BLOCK_WEIGHTS)) {
         decode_block(b, y);
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding (ggml's `quantize_row_q5_1_ref` and `quantize_q5_1` with an importance matrix).
+
+/// Encodes one block exactly as ggml's `quantize_row_q5_1_ref`.
+#[inline(always)]
+pub fn quantize_block(x: &[f32], y: &mut [u8]) {
+    let x = &x[..BLOCK_WEIGHTS];
+    let mut min = f32::MAX;
+    let mut max = -f32::MAX;
+    for &v in x {
+        if v < min {
+            min = v;
+        }
+        if v > max {
+            max = v;
+        }
+    }
+    let d = (max - min) / 31.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    put_f16(y, 0, d);
+    put_f16(y, 2, min);
+    let mut qh = 0u32;
+    for j in 0..16 {
+        let x0 = (x[j] - min) * id;
+        let x1 = (x[16 + j] - min) * id;
+        let xi0 = (x0 + 0.5f32) as i32 as u8;
+        let xi1 = (x1 + 0.5f32) as i32 as u8;
+        y[8 + j] = (xi0 & 0x0F) | ((xi1 & 0x0F) << 4);
+        qh |= (((xi0 & 0x10) as u32) >> 4) << j;
+        qh |= (((xi1 & 0x10) as u32) >> 4) << (j + 16);
+    }
+    y[4..8].copy_from_slice(&qh.to_le_bytes());
+}
+
+/// Encodes whole blocks (`quantize_row_q5_1_ref`).
+pub fn quantize(src: &[f32], dst: &mut [u8]) {
+    for (x, y) in src.chunks_exact(BLOCK_WEIGHTS).zip(dst.chunks_exact_mut(BLOCK_BYTES)) {
+        quantize_block(x, y);
+    }
+}
+
+/// Encodes one row with importance weights `qw`, exactly as ggml's `quantize_row_q5_1_impl`.
+#[allow(non_snake_case)]
+pub fn quantize_row_imatrix(x: &[f32], qw: &[f32], dst: &mut [u8]) {
+    let n_per_row = x.len();
+    let sigma2 = sum_sq(x) / n_per_row as f32;
+    let mut weight = [0f32; BLOCK_WEIGHTS];
+    let mut L = [0u8; BLOCK_WEIGHTS];
+    let mut Laux = [0u8; BLOCK_WEIGHTS];
+    for ((xb, qw), y) in
+        x.chunks_exact(BLOCK_WEIGHTS).zip(qw.chunks_exact(BLOCK_WEIGHTS)).zip(dst.chunks_exact_mut(BLOCK_BYTES))
+    {
+        for j in 0..BLOCK_WEIGHTS {
+            weight[j] = qw[j] * (sigma2 + xb[j] * xb[j]).sqrt();
+        }
+        let mut min = 0f32;
+        let d =
+            make_qkx3_quants(BLOCK_WEIGHTS, 31, xb, Some(&weight), &mut L, &mut min, &mut Laux, -0.9, 0.05, 36, false);
+        put_f16(y, 0, d);
+        put_f16(y, 2, -min);
+        let mut qh = 0u32;
+        for j in 0..16 {
+            let xi0 = L[j];
+            let xi1 = L[j + 16];
+            y[8 + j] = (xi0 & 0x0F) | ((xi1 & 0x0F) << 4);
+            qh |= (((xi0 & 0x10) as u32) >> 4) << j;
+            qh |= (((xi1 & 0x10) as u32) >> 4) << (j + 16);
+        }
+        y[4..8].copy_from_slice(&qh.to_le_bytes());
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod lanes {
+    use super::super::kquant_lanes::avx2::*;
+    use super::super::kquant_search::put_f16;
+    use super::{BLOCK_BYTES, BLOCK_WEIGHTS};
+    use std::arch::x86_64::*;
+
+    /// Bit 4 of each i32 lane moved to the sign bit (for `movemask`).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn bit4(q: __m256i) -> __m256 {
+        _mm256_castsi256_ps(_mm256_slli_epi32::<27>(q))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn load4(x: &[f32]) -> [__m256; 4] {
+        let x = &x[..32];
+        [
+            _mm256_loadu_ps(x.as_ptr()),
+            _mm256_loadu_ps(x[8..].as_ptr()),
+            _mm256_loadu_ps(x[16..].as_ptr()),
+            _mm256_loadu_ps(x[24..].as_ptr()),
+        ]
+    }
+
+    /// ggml's sequential `min` and `max` (strict comparisons): exact values; a zero result is the
+    /// first zero element, with its sign, as the C loop leaves it.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn min_max(x: &[f32], v: &[__m256; 4]) -> (f32, f32) {
+        let mut min = hmin(_mm256_min_ps(_mm256_min_ps(v[0], v[1]), _mm256_min_ps(v[2], v[3])));
+        let mut max = hmax(_mm256_max_ps(_mm256_max_ps(v[0], v[1]), _mm256_max_ps(v[2], v[3])));
+        if min == 0.0 || max == 0.0 {
+            let z = _mm256_setzero_ps();
+            let hit = mask32([
+                _mm256_cmp_ps::<_CMP_EQ_OQ>(v[0], z),
+                _mm256_cmp_ps::<_CMP_EQ_OQ>(v[1], z),
+                _mm256_cmp_ps::<_CMP_EQ_OQ>(v[2], z),
+                _mm256_cmp_ps::<_CMP_EQ_OQ>(v[3], z),
+            ]);
+            let first_zero = x[hit.trailing_zeros() as usize];
+            if min == 0.0 {
+                min = first_zero;
+            }
+            if max == 0.0 {
+                max = first_zero;
+            }
+        }
+        (min, max)
+    }
+
+    /// `quantize_row_q5_1_ref` of one block.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn block(x: &[f32], y: &mut [u8]) {
+        let v = load4(x);
+        let (min, max) = min_max(x, &v);
+        let d = (max - min) / 31.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        put_f16(y, 0, d);
+        put_f16(y, 2, min);
+        let (idv, minv, c) = (_mm256_set1_ps(id), _mm256_set1_ps(min), _mm256_set1_ps(0.5));
+        let mut q = [_mm256_setzero_si256(); 4];
+        for r in 0..4 {
+            q[r] = _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v[r], minv), idv), c));
+        }
+        let qh = mask32([bit4(q[0]), bit4(q[1]), bit4(q[2]), bit4(q[3])]);
+        y[4..8].copy_from_slice(&qh.to_le_bytes());
+        let f = _mm256_set1_epi32(0x0F);
+        let b0 = _mm256_or_si256(_mm256_and_si256(q[0], f), _mm256_slli_epi32::<4>(_mm256_and_si256(q[2], f)));
+        let b1 = _mm256_or_si256(_mm256_and_si256(q[1], f), _mm256_slli_epi32::<4>(_mm256_and_si256(q[3], f)));
+        _mm_storeu_si128(y[8..24].as_mut_ptr() as *mut __m128i, bytes16(b0, b1));
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn quantize(src: &[f32], dst: &mut [u8]) {
+        for (x, y) in src.chunks_exact(BLOCK_WEIGHTS).zip(dst.chunks_exact_mut(BLOCK_BYTES)) {
+            block(x, y);
+        }
+    }
+}
+
+/// Whole blocks, like [`quantize`] and with the same bytes, with AVX2 when the CPU has it: the
+/// 32 independent per-weight computations of a block side by side, reductions (max / min) exact.
+pub fn quantize_fast(src: &[f32], dst: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::kquant_lanes::use_avx2() {
+        // SAFETY: the CPU supports AVX2 (checked at run time).
+        unsafe { lanes::quantize(src, dst) };
+        return;
+    }
+    quantize(src, dst)
 }
 
 #[cfg(test)]

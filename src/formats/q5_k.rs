@@ -1,7 +1,10 @@
 //! Q5_K: 256 weights in 176 bytes. `d: f16 @0, dmin: f16 @2, scales[12] @4, qh[32] @16,
 //! qs[128] @48`. As Q4_K plus a fifth bit: in chunk c (0..4), weight l of the low half takes bit
 //! 2c of `qh[l]`, of the high half bit 2c+1. `y = (d * sc) * q - (dmin * m)`.
+// The encoders are line-by-line ports of ggml's C; index loops and explicit clamps mirror it.
+#![allow(clippy::needless_range_loop, clippy::manual_clamp, clippy::assign_op_pattern, clippy::needless_late_init)]
 
+use super::q4_k::{imatrix_scales_k, ref_scales_k, requantize_k};
 use super::{f16_at, scale_min_k4};
 
 pub const BLOCK_WEIGHTS: usize = 256;
@@ -36,6 +39,96 @@ pub fn dequantize(src: &[u8], dst: &mut [f32]) {
     for (b, y) in src.chunks_exact(BLOCK_BYTES).zip(dst.chunks_exact_mut(BLOCK_WEIGHTS)) {
         decode_block(b, y);
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding (ggml's `quantize_row_q5_K_ref` and `quantize_q5_K` with an importance matrix).
+// Block: d @0, dmin @2, scales[12] @4, qh[32] @16, qs[128] @48.
+
+#[allow(non_snake_case)]
+#[inline(always)]
+fn pack(y: &mut [u8], L: &[u8; 256]) {
+    y[16..48].fill(0);
+    let (mut m1, mut m2) = (1u8, 2u8);
+    for (c, n) in (0..256).step_by(64).enumerate() {
+        for j in 0..32 {
+            let mut l1 = L[n + j];
+            if l1 > 15 {
+                l1 -= 16;
+                y[16 + j] |= m1;
+            }
+            let mut l2 = L[n + j + 32];
+            if l2 > 15 {
+                l2 -= 16;
+                y[16 + j] |= m2;
+            }
+            y[48 + 32 * c + j] = l1 | (l2 << 4);
+        }
+        m1 = m1.wrapping_shl(2);
+        m2 = m2.wrapping_shl(2);
+    }
+}
+
+/// Encodes one block exactly as ggml's `quantize_row_q5_K_ref`.
+#[allow(non_snake_case)]
+pub fn quantize_block(x: &[f32], y: &mut [u8]) {
+    let x = &x[..BLOCK_WEIGHTS];
+    let mut L = [0u8; 256];
+    let (d, dmin) = ref_scales_k(x, y, &mut L, 31, -0.5, 0.1, 15);
+    requantize_k(x, &y[4..16], d, dmin, 31, &mut L);
+    pack(y, &L);
+}
+
+/// Encodes whole blocks (`quantize_row_q5_K_ref`).
+pub fn quantize(src: &[f32], dst: &mut [u8]) {
+    for (x, y) in src.chunks_exact(BLOCK_WEIGHTS).zip(dst.chunks_exact_mut(BLOCK_BYTES)) {
+        quantize_block(x, y);
+    }
+}
+
+/// Encodes one block with its 256 importance weights, exactly as ggml's `quantize_row_q5_K_impl`.
+#[allow(non_snake_case)]
+pub fn quantize_block_imatrix(x: &[f32], qw: &[f32], y: &mut [u8]) {
+    let x = &x[..BLOCK_WEIGHTS];
+    let mut L = [0u8; 256];
+    let (d, dmin) = imatrix_scales_k(x, qw, y, &mut L, 31, true);
+    requantize_k(x, &y[4..16], d, dmin, 31, &mut L);
+    pack(y, &L);
+}
+
+/// Encodes one row with importance weights `qw` (`quantize_q5_K` with quant_weights).
+pub fn quantize_row_imatrix(x: &[f32], qw: &[f32], dst: &mut [u8]) {
+    for ((x, qw), y) in
+        x.chunks_exact(BLOCK_WEIGHTS).zip(qw.chunks_exact(BLOCK_WEIGHTS)).zip(dst.chunks_exact_mut(BLOCK_BYTES))
+    {
+        quantize_block_imatrix(x, qw, y);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod lanes {
+    use super::super::q4_k::lanes::encode_k;
+    use super::{pack, BLOCK_BYTES, BLOCK_WEIGHTS};
+
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn quantize(src: &[f32], dst: &mut [u8]) {
+        for (x, y) in src.chunks_exact(BLOCK_WEIGHTS).zip(dst.chunks_exact_mut(BLOCK_BYTES)) {
+            let l = encode_k(x, y, 31, -0.5, 0.1, 15);
+            pack(y, &l);
+        }
+    }
+}
+
+/// Whole blocks, like [`quantize`] and with the same bytes, with independent sub-blocks side by
+/// side in AVX2 lanes when the CPU has AVX2 (the scalar reference otherwise).
+pub fn quantize_fast(src: &[f32], dst: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::kquant_lanes::use_avx2() {
+        // SAFETY: the CPU supports AVX2 (checked at run time).
+        unsafe { lanes::quantize(src, dst) };
+        return;
+    }
+    quantize(src, dst)
 }
 
 #[cfg(test)]

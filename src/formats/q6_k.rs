@@ -2,8 +2,11 @@
 //! Two halves of 128; half h uses `ql[64h..]`, `qh[32h..]`, `scales[8h..]`. For l in 0..32 the
 //! four 6-bit quants (minus 32) land at l, l+32, l+64, l+96 with scale index l/16 + 0, 2, 4, 6.
 //! `y = (d * sc) * q`.
+// The encoders are line-by-line ports of ggml's C; index loops and explicit clamps mirror it.
+#![allow(clippy::needless_range_loop, clippy::manual_clamp, clippy::assign_op_pattern, clippy::needless_late_init)]
 
 use super::f16_at;
+use super::kquant_search::{make_qx_quants, nearest_int, put_f16, GROUP_MAX_EPS};
 
 pub const BLOCK_WEIGHTS: usize = 256;
 pub const BLOCK_BYTES: usize = 210;
@@ -36,6 +39,181 @@ pub fn dequantize(src: &[u8], dst: &mut [f32]) {
     for (b, y) in src.chunks_exact(BLOCK_BYTES).zip(dst.chunks_exact_mut(BLOCK_WEIGHTS)) {
         decode_block(b, y);
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding (ggml's `quantize_row_q6_K_ref` and `quantize_q6_K` with an importance matrix).
+// Block: ql[128] @0, qh[64] @128, scales:i8[16] @192, d @208.
+
+#[allow(non_snake_case)]
+#[inline(always)]
+fn encode(x: &[f32], qw: Option<&[f32]>, y: &mut [u8]) {
+    let x = &x[..BLOCK_WEIGHTS];
+    let mut L = [0i8; 256];
+    let mut scales = [0f32; 16];
+    let mut max_scale = 0f32;
+    let mut max_abs_scale = 0f32;
+    for ib in 0..16 {
+        let w = qw.map(|q| &q[16 * ib..16 * ib + 16]);
+        let scale = make_qx_quants(16, 32, &x[16 * ib..], &mut L[16 * ib..], 1, w);
+        scales[ib] = scale;
+        let abs_scale = scale.abs();
+        if abs_scale > max_abs_scale {
+            max_abs_scale = abs_scale;
+            max_scale = scale;
+        }
+    }
+    if max_abs_scale < GROUP_MAX_EPS {
+        y[..BLOCK_BYTES].fill(0);
+        put_f16(y, 208, 0.0);
+        return;
+    }
+    let iscale = -128.0f32 / max_scale;
+    let d_all = put_f16(y, 208, 1.0 / iscale);
+    for ib in 0..16 {
+        y[192 + ib] = nearest_int(iscale * scales[ib]).min(127) as i8 as u8;
+    }
+    for j in 0..16 {
+        let d = d_all * (y[192 + j] as i8) as f32;
+        if d == 0.0 {
+            continue;
+        }
+        for ii in 0..16 {
+            let l = nearest_int(x[16 * j + ii] / d).min(31).max(-32);
+            L[16 * j + ii] = (l + 32) as i8;
+        }
+    }
+    pack(y, &L);
+}
+
+/// Packs the 6-bit quants `L` (0..63) into ql and qh, as ggml does.
+#[allow(non_snake_case)]
+#[inline(always)]
+fn pack(y: &mut [u8], L: &[i8; 256]) {
+    for (h, j) in (0..256).step_by(128).enumerate() {
+        let (ql, qh) = (64 * h, 128 + 32 * h);
+        for l in 0..32 {
+            let q1 = L[j + l] as u8 & 0xF;
+            let q2 = L[j + l + 32] as u8 & 0xF;
+            let q3 = L[j + l + 64] as u8 & 0xF;
+            let q4 = L[j + l + 96] as u8 & 0xF;
+            y[ql + l] = q1 | (q3 << 4);
+            y[ql + l + 32] = q2 | (q4 << 4);
+            y[qh + l] = ((L[j + l] >> 4) as u8)
+                | (((L[j + l + 32] >> 4) as u8) << 2)
+                | (((L[j + l + 64] >> 4) as u8) << 4)
+                | (((L[j + l + 96] >> 4) as u8) << 6);
+        }
+    }
+}
+
+/// Encodes one block exactly as ggml's `quantize_row_q6_K_ref`.
+pub fn quantize_block(x: &[f32], y: &mut [u8]) {
+    encode(x, None, y);
+}
+
+/// Encodes whole blocks (`quantize_row_q6_K_ref`).
+pub fn quantize(src: &[f32], dst: &mut [u8]) {
+    for (x, y) in src.chunks_exact(BLOCK_WEIGHTS).zip(dst.chunks_exact_mut(BLOCK_BYTES)) {
+        quantize_block(x, y);
+    }
+}
+
+/// Encodes one block with its 256 importance weights, exactly as ggml's `quantize_row_q6_K_impl`.
+pub fn quantize_block_imatrix(x: &[f32], qw: &[f32], y: &mut [u8]) {
+    encode(x, Some(qw), y);
+}
+
+/// Encodes one row with importance weights `qw` (`quantize_q6_K` with quant_weights).
+pub fn quantize_row_imatrix(x: &[f32], qw: &[f32], dst: &mut [u8]) {
+    for ((x, qw), y) in
+        x.chunks_exact(BLOCK_WEIGHTS).zip(qw.chunks_exact(BLOCK_WEIGHTS)).zip(dst.chunks_exact_mut(BLOCK_BYTES))
+    {
+        quantize_block_imatrix(x, qw, y);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod lanes {
+    use super::super::kquant_lanes::avx2::*;
+    use super::super::kquant_lanes::transpose_in;
+    use super::super::kquant_search::{nearest_int, put_f16, GROUP_MAX_EPS};
+    use super::{pack, BLOCK_BYTES, BLOCK_WEIGHTS};
+    use std::arch::x86_64::*;
+
+    /// `quantize_row_q6_K_ref` of one block, its 16 sub-blocks in two groups of 8 AVX2 lanes.
+    #[allow(non_snake_case)]
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn block(x: &[f32], y: &mut [u8]) {
+        let xt = transpose_in::<16, 16>(x);
+        let halves = [load_rows(&xt, 0), load_rows(&xt, 8)];
+        let mut lq = [[_mm256_setzero_ps(); 16]; 2];
+        let mut scales = [0f32; 16];
+        for h in 0..2 {
+            let mut w = [_mm256_setzero_ps(); 16];
+            for i in 0..16 {
+                w[i] = _mm256_mul_ps(halves[h][i], halves[h][i]);
+            }
+            let sv = make_qx(&halves[h], &w, &mut lq[h], 32);
+            scales[8 * h..8 * h + 8].copy_from_slice(&to_arr(sv));
+        }
+        let mut max_scale = 0f32;
+        let mut max_abs_scale = 0f32;
+        for ib in 0..16 {
+            let abs_scale = scales[ib].abs();
+            if abs_scale > max_abs_scale {
+                max_abs_scale = abs_scale;
+                max_scale = scales[ib];
+            }
+        }
+        if max_abs_scale < GROUP_MAX_EPS {
+            y[..BLOCK_BYTES].fill(0);
+            put_f16(y, 208, 0.0);
+            return;
+        }
+        let iscale = -128.0f32 / max_scale;
+        let d_all = put_f16(y, 208, 1.0 / iscale);
+        let mut dv = [0f32; 16];
+        for ib in 0..16 {
+            let sc = nearest_int(iscale * scales[ib]).min(127) as i8;
+            y[192 + ib] = sc as u8;
+            dv[ib] = d_all * sc as f32;
+        }
+        let mut L = [0i8; 256];
+        let c32 = _mm256_set1_ps(32.0);
+        for h in 0..2 {
+            let d = _mm256_loadu_ps(dv[8 * h..].as_ptr());
+            let skip = _mm256_cmp_ps::<_CMP_EQ_OQ>(d, _mm256_setzero_ps());
+            for i in 0..16 {
+                let l = _mm256_add_ps(ni_clamp(_mm256_div_ps(halves[h][i], d), -32, 31), c32);
+                let q = to_arr(sel(skip, lq[h][i], l));
+                for k in 0..8 {
+                    L[16 * (8 * h + k) + i] = q[k] as i8;
+                }
+            }
+        }
+        pack(y, &L);
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn quantize(src: &[f32], dst: &mut [u8]) {
+        for (x, y) in src.chunks_exact(BLOCK_WEIGHTS).zip(dst.chunks_exact_mut(BLOCK_BYTES)) {
+            block(x, y);
+        }
+    }
+}
+
+/// Whole blocks, like [`quantize`] and with the same bytes, with independent sub-blocks side by
+/// side in AVX2 lanes when the CPU has AVX2 (the scalar reference otherwise).
+pub fn quantize_fast(src: &[f32], dst: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::kquant_lanes::use_avx2() {
+        // SAFETY: the CPU supports AVX2 (checked at run time).
+        unsafe { lanes::quantize(src, dst) };
+        return;
+    }
+    quantize(src, dst)
 }
 
 #[cfg(test)]

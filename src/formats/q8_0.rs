@@ -1,6 +1,9 @@
 //! Q8_0: 32 weights in 34 bytes. `d: f16 @0, qs: i8[32] @2`; `y = q * d`.
+// The encoders are line-by-line ports of ggml's C; index loops and explicit clamps mirror it.
+#![allow(clippy::needless_range_loop, clippy::manual_clamp, clippy::assign_op_pattern, clippy::needless_late_init)]
 
 use super::f16_at;
+use super::kquant_search::put_f16;
 
 pub const BLOCK_WEIGHTS: usize = 32;
 pub const BLOCK_BYTES: usize = 34;
@@ -19,6 +22,106 @@ pub fn dequantize(src: &[u8], dst: &mut [f32]) {
     for (b, y) in src.chunks_exact(BLOCK_BYTES).zip(dst.chunks_exact_mut(BLOCK_WEIGHTS)) {
         decode_block(b, y);
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding (ggml's `quantize_row_q8_0_ref`; ggml's `quantize_q8_0` ignores an importance matrix).
+
+/// Encodes one block exactly as ggml's `quantize_row_q8_0_ref` (C `roundf`: half away from zero).
+#[inline(always)]
+pub fn quantize_block(x: &[f32], y: &mut [u8]) {
+    let x = &x[..BLOCK_WEIGHTS];
+    let mut amax = 0f32;
+    for &v in x {
+        let a = v.abs();
+        amax = if amax > a { amax } else { a };
+    }
+    let d = amax / 127.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    put_f16(y, 0, d);
+    for j in 0..BLOCK_WEIGHTS {
+        y[2 + j] = (x[j] * id).round() as i32 as i8 as u8;
+    }
+}
+
+/// Encodes whole blocks (`quantize_row_q8_0_ref`).
+pub fn quantize(src: &[f32], dst: &mut [u8]) {
+    for (x, y) in src.chunks_exact(BLOCK_WEIGHTS).zip(dst.chunks_exact_mut(BLOCK_BYTES)) {
+        quantize_block(x, y);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod lanes {
+    use super::super::kquant_lanes::avx2::*;
+    use super::super::kquant_search::put_f16;
+    use super::{BLOCK_BYTES, BLOCK_WEIGHTS};
+    use std::arch::x86_64::*;
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn load4(x: &[f32]) -> [__m256; 4] {
+        let x = &x[..32];
+        [
+            _mm256_loadu_ps(x.as_ptr()),
+            _mm256_loadu_ps(x[8..].as_ptr()),
+            _mm256_loadu_ps(x[16..].as_ptr()),
+            _mm256_loadu_ps(x[24..].as_ptr()),
+        ]
+    }
+
+    /// C's `roundf` (half away from zero) on 8 lanes of values below 2^23 in magnitude.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn roundf(v: __m256) -> __m256 {
+        let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(v);
+        let frac = abs(_mm256_sub_ps(v, t));
+        let sign = _mm256_and_ps(v, _mm256_set1_ps(-0.0));
+        let one = _mm256_or_ps(_mm256_set1_ps(1.0), sign);
+        let up = _mm256_cmp_ps::<_CMP_GE_OQ>(frac, _mm256_set1_ps(0.5));
+        _mm256_add_ps(t, _mm256_and_ps(up, one))
+    }
+
+    /// `quantize_row_q8_0_ref` of one block.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn block(x: &[f32], y: &mut [u8]) {
+        let v = load4(x);
+        let a = [abs(v[0]), abs(v[1]), abs(v[2]), abs(v[3])];
+        let amax = hmax(_mm256_max_ps(_mm256_max_ps(a[0], a[1]), _mm256_max_ps(a[2], a[3])));
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        put_f16(y, 0, d);
+        let idv = _mm256_set1_ps(id);
+        let mut q = [_mm256_setzero_si256(); 4];
+        for r in 0..4 {
+            q[r] = _mm256_cvttps_epi32(roundf(_mm256_mul_ps(v[r], idv)));
+        }
+        let a = _mm256_packs_epi32(q[0], q[1]);
+        let b = _mm256_packs_epi32(q[2], q[3]);
+        let p = _mm256_packs_epi16(a, b);
+        let p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256(y[2..34].as_mut_ptr() as *mut __m256i, p);
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn quantize(src: &[f32], dst: &mut [u8]) {
+        for (x, y) in src.chunks_exact(BLOCK_WEIGHTS).zip(dst.chunks_exact_mut(BLOCK_BYTES)) {
+            block(x, y);
+        }
+    }
+}
+
+/// Whole blocks, like [`quantize`] and with the same bytes, with AVX2 when the CPU has it: the
+/// 32 independent per-weight computations of a block side by side, reductions (max / min) exact.
+pub fn quantize_fast(src: &[f32], dst: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::kquant_lanes::use_avx2() {
+        // SAFETY: the CPU supports AVX2 (checked at run time).
+        unsafe { lanes::quantize(src, dst) };
+        return;
+    }
+    quantize(src, dst)
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 mod buffer;
 mod gguf;
+mod quantize;
 
 use numpy::{PyArray1, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::create_exception;
@@ -165,5 +166,6 @@ fn _realizar(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<gguf::_GGUFFile>()?;
     m.add_class::<gguf::_MappedBytes>()?;
     m.add_function(wrap_pyfunction!(gguf::_gguf_parse_bytes, m)?)?;
+    m.add_function(wrap_pyfunction!(quantize::quantize, m)?)?;
     Ok(())
 }

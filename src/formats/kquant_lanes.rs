@@ -1,0 +1,349 @@
+//! The K-quant scale searches of [`super::kquant_search`], run on 8 independent sub-blocks at
+//! once ("lanes"): element `i` of sub-block `k` is lane `k` of vector `i`. Every lane performs exactly the
+//! scalar reference's float operations in the reference's order (sums accumulate over `i` in
+//! order, per lane); only independent sub-blocks are side by side, so the results are bit for bit
+//! those of the scalar functions. Data-dependent branches of the reference become per-lane
+//! selects: a lane whose branch is not taken keeps its values unchanged.
+//!
+//! The lanes are AVX2 registers (8 sub-blocks per `__m256`), used only after a run-time check
+//! ([`use_avx2`]); otherwise the scalar reference runs. No FMA: every product and sum is its own
+//! `_mm256_mul_ps` / `_mm256_add_ps`, rounded once, as in the C reference.
+// The encoders are line-by-line ports of ggml's C; index loops and explicit clamps mirror it.
+#![allow(clippy::needless_range_loop, clippy::manual_clamp, clippy::assign_op_pattern, clippy::needless_late_init)]
+
+/// `x[i][k] = src[k * N + i]`: `W` consecutive sub-blocks of `N` values as lanes.
+#[inline(always)]
+pub fn transpose_in<const N: usize, const W: usize>(src: &[f32]) -> [[f32; W]; N] {
+    let src = &src[..N * W];
+    let mut x = [[0f32; W]; N];
+    for k in 0..W {
+        for i in 0..N {
+            x[i][k] = src[k * N + i];
+        }
+    }
+    x
+}
+
+/// Whether the AVX2 build of the lane code may run (the CPU has it and the user did not force the
+/// scalar kernel).
+#[inline]
+pub fn use_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        crate::kernels::active() != crate::Kernel::Scalar && std::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The same searches with explicit AVX2 intrinsics on 8 lanes (one `__m256` holds element `i` of
+/// 8 independent sub-blocks). Quants are kept as exact small integers in `f32` lanes.
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2 {
+    use std::arch::x86_64::*;
+
+    /// ggml's `nearest_int` on 8 lanes.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn ni(v: __m256) -> __m256i {
+        let t = _mm256_castps_si256(_mm256_add_ps(v, _mm256_set1_ps(12582912.0)));
+        _mm256_sub_epi32(_mm256_and_si256(t, _mm256_set1_epi32(0x007f_ffff)), _mm256_set1_epi32(0x0040_0000))
+    }
+
+    /// `nearest_int(v)` clamped to `lo..=hi`, as exact `f32`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn ni_clamp(v: __m256, lo: i32, hi: i32) -> __m256 {
+        let l = _mm256_max_epi32(_mm256_min_epi32(ni(v), _mm256_set1_epi32(hi)), _mm256_set1_epi32(lo));
+        _mm256_cvtepi32_ps(l)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn abs(v: __m256) -> __m256 {
+        _mm256_and_ps(v, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff)))
+    }
+
+    /// `if c { a } else { b }` per lane.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn sel(c: __m256, a: __m256, b: __m256) -> __m256 {
+        _mm256_blendv_ps(b, a, c)
+    }
+
+    /// Exact maximum of the 8 lanes (no NaN).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn hmax(v: __m256) -> f32 {
+        let m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        let m = _mm_max_ss(m, _mm_shuffle_ps::<1>(m, m));
+        _mm_cvtss_f32(m)
+    }
+
+    /// Exact minimum of the 8 lanes (no NaN).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn hmin(v: __m256) -> f32 {
+        let m = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let m = _mm_min_ps(m, _mm_movehl_ps(m, m));
+        let m = _mm_min_ss(m, _mm_shuffle_ps::<1>(m, m));
+        _mm_cvtss_f32(m)
+    }
+
+    /// Bit `8 * r + j` set where lane `j` of `c[r]` is true (one bit per weight of a 32-block).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn mask32(c: [__m256; 4]) -> u32 {
+        (_mm256_movemask_ps(c[0]) as u32)
+            | ((_mm256_movemask_ps(c[1]) as u32) << 8)
+            | ((_mm256_movemask_ps(c[2]) as u32) << 16)
+            | ((_mm256_movemask_ps(c[3]) as u32) << 24)
+    }
+
+    /// C's float -> `int8_t` conversion as gcc compiles it (`cvttss2si`, then the low byte,
+    /// sign-extended), on 8 lanes.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn to_i8_trunc(v: __m256) -> __m256i {
+        _mm256_srai_epi32::<24>(_mm256_slli_epi32::<24>(_mm256_cvttps_epi32(v)))
+    }
+
+    /// The low bytes of the 16 i32 lanes of `a` (elements 0..8) and `b` (8..16), in order.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn bytes16(a: __m256i, b: __m256i) -> __m128i {
+        let ff = _mm256_set1_epi32(0xFF);
+        let w = _mm256_packus_epi32(_mm256_and_si256(a, ff), _mm256_and_si256(b, ff));
+        let w = _mm256_permute4x64_epi64::<0xD8>(w);
+        _mm_packus_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256::<1>(w))
+    }
+
+    /// Loads lanes `off..off + 8` of every row.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn load_rows<const N: usize, const W: usize>(x: &[[f32; W]; N], off: usize) -> [__m256; N] {
+        let mut v = [_mm256_setzero_ps(); N];
+        for i in 0..N {
+            v[i] = _mm256_loadu_ps(x[i][off..off + 8].as_ptr());
+        }
+        v
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn to_arr(v: __m256) -> [f32; 8] {
+        let mut a = [0f32; 8];
+        _mm256_storeu_ps(a.as_mut_ptr(), v);
+        a
+    }
+
+    /// `make_qkx2_quants` on 8 sub-blocks of `N` values; `lq` receives the quants (as f32).
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn make_qkx2<const N: usize>(
+        x: &[__m256; N],
+        weights: &[__m256; N],
+        lq: &mut [__m256; N],
+        nmax: i32,
+        rmin: f32,
+        rdelta: f32,
+        nstep: i32,
+        use_mad: bool,
+    ) -> (__m256, __m256) {
+        let zero = _mm256_setzero_ps();
+        let mut min = x[0];
+        let mut max = x[0];
+        let mut sum_w = weights[0];
+        let mut sum_x = _mm256_mul_ps(sum_w, x[0]);
+        for i in 1..N {
+            let v = x[i];
+            min = sel(_mm256_cmp_ps::<_CMP_LT_OQ>(v, min), v, min);
+            max = sel(_mm256_cmp_ps::<_CMP_GT_OQ>(v, max), v, max);
+            let w = weights[i];
+            sum_w = _mm256_add_ps(sum_w, w);
+            sum_x = _mm256_add_ps(sum_x, _mm256_mul_ps(w, v));
+        }
+        min = sel(_mm256_cmp_ps::<_CMP_GT_OQ>(min, zero), zero, min);
+        let degenerate = _mm256_cmp_ps::<_CMP_EQ_OQ>(max, min);
+        let min0 = min;
+        let nmaxf = _mm256_set1_ps(nmax as f32);
+        let iscale = _mm256_div_ps(nmaxf, _mm256_sub_ps(max, min));
+        let mut scale = _mm256_div_ps(_mm256_set1_ps(1.0), iscale);
+        let mut best_error = zero;
+        for i in 0..N {
+            let lf = ni_clamp(_mm256_mul_ps(iscale, _mm256_sub_ps(x[i], min)), 0, nmax);
+            lq[i] = lf;
+            let mut diff = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(scale, lf), min), x[i]);
+            diff = if use_mad { abs(diff) } else { _mm256_mul_ps(diff, diff) };
+            best_error = _mm256_add_ps(best_error, _mm256_mul_ps(weights[i], diff));
+        }
+        let mut laux = [zero; N];
+        for is in 0..=nstep {
+            let num = _mm256_set1_ps(rmin + rdelta * is as f32 + nmax as f32);
+            let iscale = _mm256_div_ps(num, _mm256_sub_ps(max, min));
+            let (mut sum_l, mut sum_l2, mut sum_xl) = (zero, zero, zero);
+            for i in 0..N {
+                let lf = ni_clamp(_mm256_mul_ps(iscale, _mm256_sub_ps(x[i], min)), 0, nmax);
+                laux[i] = lf;
+                let wl = _mm256_mul_ps(weights[i], lf);
+                sum_l = _mm256_add_ps(sum_l, wl);
+                sum_l2 = _mm256_add_ps(sum_l2, _mm256_mul_ps(wl, lf));
+                sum_xl = _mm256_add_ps(sum_xl, _mm256_mul_ps(wl, x[i]));
+            }
+            let d = _mm256_sub_ps(_mm256_mul_ps(sum_w, sum_l2), _mm256_mul_ps(sum_l, sum_l));
+            let dpos = _mm256_cmp_ps::<_CMP_GT_OQ>(d, zero);
+            let ts = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sum_w, sum_xl), _mm256_mul_ps(sum_x, sum_l)), d);
+            let tm = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sum_l2, sum_x), _mm256_mul_ps(sum_l, sum_xl)), d);
+            let clip = _mm256_cmp_ps::<_CMP_GT_OQ>(tm, zero);
+            let this_min = sel(clip, zero, tm);
+            let this_scale = sel(clip, _mm256_div_ps(sum_xl, sum_l2), ts);
+            let mut cur_error = zero;
+            for i in 0..N {
+                let mut diff = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(this_scale, laux[i]), this_min), x[i]);
+                diff = if use_mad { abs(diff) } else { _mm256_mul_ps(diff, diff) };
+                cur_error = _mm256_add_ps(cur_error, _mm256_mul_ps(weights[i], diff));
+            }
+            let take = _mm256_and_ps(dpos, _mm256_cmp_ps::<_CMP_LT_OQ>(cur_error, best_error));
+            if _mm256_movemask_ps(take) != 0 {
+                for i in 0..N {
+                    lq[i] = sel(take, laux[i], lq[i]);
+                }
+                best_error = sel(take, cur_error, best_error);
+                scale = sel(take, this_scale, scale);
+                min = sel(take, this_min, min);
+            }
+        }
+        if _mm256_movemask_ps(degenerate) != 0 {
+            for q in lq.iter_mut() {
+                *q = sel(degenerate, zero, *q);
+            }
+            scale = sel(degenerate, zero, scale);
+            min = sel(degenerate, min0, min);
+        }
+        (scale, _mm256_xor_ps(min, _mm256_set1_ps(-0.0)))
+    }
+
+    /// `make_qx_quants(N, nmax, x, L, rmse_type = 1, qw)` on 8 sub-blocks (`w` = `qw` or `x * x`);
+    /// `lq` receives `nmax + l` (as f32). Returns the scale.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn make_qx<const N: usize>(x: &[__m256; N], w: &[__m256; N], lq: &mut [__m256; N], nmax: i32) -> __m256 {
+        let zero = _mm256_setzero_ps();
+        let mut max = zero;
+        let mut amax = zero;
+        for i in 0..N {
+            let ax = abs(x[i]);
+            let gt = _mm256_cmp_ps::<_CMP_GT_OQ>(ax, amax);
+            amax = sel(gt, ax, amax);
+            max = sel(gt, x[i], max);
+        }
+        let nmaxv = _mm256_set1_ps(nmax as f32);
+        let iscale = _mm256_div_ps(_mm256_set1_ps((-nmax) as f32), max);
+        let (mut sumlx, mut suml2) = (zero, zero);
+        for i in 0..N {
+            let lf = ni_clamp(_mm256_mul_ps(iscale, x[i]), -nmax, nmax - 1);
+            lq[i] = _mm256_add_ps(lf, nmaxv);
+            sumlx = _mm256_add_ps(sumlx, _mm256_mul_ps(_mm256_mul_ps(w[i], x[i]), lf));
+            suml2 = _mm256_add_ps(suml2, _mm256_mul_ps(_mm256_mul_ps(w[i], lf), lf));
+        }
+        let nz = _mm256_cmp_ps::<_CMP_NEQ_UQ>(suml2, zero);
+        let mut scale = sel(nz, _mm256_div_ps(sumlx, suml2), zero);
+        let mut best = _mm256_mul_ps(scale, sumlx);
+        let mut cand = [zero; N];
+        for is in -9i32..=9 {
+            if is == 0 {
+                continue;
+            }
+            let num = _mm256_set1_ps(-(nmax as f32 + 0.1f32 * is as f32));
+            let iscale = _mm256_div_ps(num, max);
+            let (mut slx, mut sl2) = (zero, zero);
+            for i in 0..N {
+                let lf = ni_clamp(_mm256_mul_ps(iscale, x[i]), -nmax, nmax - 1);
+                cand[i] = lf;
+                slx = _mm256_add_ps(slx, _mm256_mul_ps(_mm256_mul_ps(w[i], x[i]), lf));
+                sl2 = _mm256_add_ps(sl2, _mm256_mul_ps(_mm256_mul_ps(w[i], lf), lf));
+            }
+            let take = _mm256_and_ps(
+                _mm256_cmp_ps::<_CMP_GT_OQ>(sl2, zero),
+                _mm256_cmp_ps::<_CMP_GT_OQ>(_mm256_mul_ps(slx, slx), _mm256_mul_ps(best, sl2)),
+            );
+            if _mm256_movemask_ps(take) != 0 {
+                for i in 0..N {
+                    lq[i] = sel(take, _mm256_add_ps(cand[i], nmaxv), lq[i]);
+                }
+                scale = sel(take, _mm256_div_ps(slx, sl2), scale);
+                best = sel(take, _mm256_mul_ps(scale, slx), best);
+            }
+        }
+        let small = _mm256_cmp_ps::<_CMP_LT_OQ>(amax, _mm256_set1_ps(super::super::kquant_search::GROUP_MAX_EPS));
+        if _mm256_movemask_ps(small) != 0 {
+            for q in lq.iter_mut() {
+                *q = sel(small, zero, *q);
+            }
+            scale = sel(small, zero, scale);
+        }
+        scale
+    }
+
+    /// `make_q3_quants(N, nmax, x, L, do_rmse = true)` on 8 sub-blocks; `lq` receives `nmax + l`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn make_q3<const N: usize>(x: &[__m256; N], lq: &mut [__m256; N], nmax: i32) -> __m256 {
+        let zero = _mm256_setzero_ps();
+        let mut max = zero;
+        let mut amax = zero;
+        for i in 0..N {
+            let ax = abs(x[i]);
+            let gt = _mm256_cmp_ps::<_CMP_GT_OQ>(ax, amax);
+            amax = sel(gt, ax, amax);
+            max = sel(gt, x[i], max);
+        }
+        let iscale = _mm256_div_ps(_mm256_set1_ps((-nmax) as f32), max);
+        let mut w = [zero; N];
+        let (mut sumlx, mut suml2) = (zero, zero);
+        for i in 0..N {
+            let lf = ni_clamp(_mm256_mul_ps(iscale, x[i]), -nmax, nmax - 1);
+            lq[i] = lf;
+            w[i] = _mm256_mul_ps(x[i], x[i]);
+            sumlx = _mm256_add_ps(sumlx, _mm256_mul_ps(_mm256_mul_ps(w[i], x[i]), lf));
+            suml2 = _mm256_add_ps(suml2, _mm256_mul_ps(_mm256_mul_ps(w[i], lf), lf));
+        }
+        for _itry in 0..5 {
+            let mut changed = 0;
+            for i in 0..N {
+                let (wk, xv, lf) = (w[i], x[i], lq[i]);
+                let wx = _mm256_mul_ps(wk, xv);
+                let slx0 = _mm256_sub_ps(sumlx, _mm256_mul_ps(wx, lf));
+                let sl20 = _mm256_sub_ps(suml2, _mm256_mul_ps(_mm256_mul_ps(wk, lf), lf));
+                let nl = ni_clamp(_mm256_div_ps(_mm256_mul_ps(xv, sl20), slx0), -nmax, nmax - 1);
+                let slx = _mm256_add_ps(slx0, _mm256_mul_ps(wx, nl));
+                let sl2 = _mm256_add_ps(sl20, _mm256_mul_ps(_mm256_mul_ps(wk, nl), nl));
+                let c1 = _mm256_and_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(slx0, zero), _mm256_cmp_ps::<_CMP_NEQ_OQ>(nl, lf));
+                let lhs = _mm256_mul_ps(_mm256_mul_ps(slx, slx), suml2);
+                let rhs = _mm256_mul_ps(_mm256_mul_ps(sumlx, sumlx), sl2);
+                let c2 = _mm256_and_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(sl2, zero), _mm256_cmp_ps::<_CMP_GT_OQ>(lhs, rhs));
+                let accept = _mm256_and_ps(c1, c2);
+                lq[i] = sel(accept, nl, lf);
+                sumlx = sel(accept, slx, sumlx);
+                suml2 = sel(accept, sl2, suml2);
+                changed |= _mm256_movemask_ps(accept);
+            }
+            if changed == 0 {
+                break;
+            }
+        }
+        let pos = _mm256_cmp_ps::<_CMP_GT_OQ>(suml2, zero);
+        let mut scale = sel(pos, _mm256_div_ps(sumlx, suml2), zero);
+        let nmaxv = _mm256_set1_ps(nmax as f32);
+        let small = _mm256_cmp_ps::<_CMP_LT_OQ>(amax, _mm256_set1_ps(super::super::kquant_search::GROUP_MAX_EPS));
+        for q in lq.iter_mut() {
+            *q = sel(small, zero, _mm256_add_ps(*q, nmaxv));
+        }
+        scale = sel(small, zero, scale);
+        scale
+    }
+}

@@ -1,0 +1,401 @@
+//! Quantizers: `f32` rows to GGML blocks, byte for byte as llama.cpp's ggml produces them.
+//!
+//! Without an importance matrix every block format matches ggml's `quantize_row_<t>_ref`; with one
+//! (per-column weights, `n_per_row` of them) it matches ggml's importance-weighted
+//! `quantize_<t>(src, dst, nrow, n_per_row, imatrix)` as called by `ggml_quantize_chunk`
+//! (Q8_0, F32, F16 and BF16 ignore the importance matrix, as ggml does).
+//!
+//! The per-format encoders live next to the decoders in `formats/<t>.rs`, the shared scale searches
+//! in `formats/kquant_search.rs`. Threads split the input on row boundaries (on block boundaries
+//! when there is no importance matrix, where a block does not depend on its row); every block is
+//! computed the same way whatever the split, so the output is identical for any thread count.
+//!
+//! ```
+//! use realizar::{quantize, QuantType};
+//! let x: Vec<f32> = (0..64).map(|i| i as f32 / 8.0 - 4.0).collect();
+//! let q = quantize::quantize(&x, QuantType::Q8_0).unwrap();
+//! assert_eq!(q.len(), 2 * 34);
+//! let y = realizar::dequantize(&q, QuantType::Q8_0).unwrap();
+//! assert!(x.iter().zip(&y).all(|(a, b)| (a - b).abs() < 0.02));
+//! ```
+
+use crate::formats::{self, kquant_search::fp32_to_fp16};
+use crate::{Error, QuantType, Result};
+
+/// An encoder of whole blocks without importance weights: `src.len() / block_size * type_size ==
+/// dst.len()`.
+pub type EncodeFn = fn(src: &[f32], dst: &mut [u8]);
+
+/// An importance-weighted encoder of one row: `qw.len() == row.len()`.
+pub type ImatrixEncodeFn = fn(row: &[f32], qw: &[f32], dst: &mut [u8]);
+
+/// Options of [`quantize_rows_into_with`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QuantizeOptions<'a> {
+    /// Weights per row; `None` means one row holding the whole input. Blocks never span rows.
+    pub n_per_row: Option<usize>,
+    /// Importance weights, one per column (`n_per_row` values, finite, >= 0).
+    pub imatrix: Option<&'a [f32]>,
+    /// Threads to use; 0 lets realizar choose (all cores for large inputs, one for small).
+    pub threads: usize,
+}
+
+fn f32_encode(src: &[f32], dst: &mut [u8]) {
+    for (x, y) in src.iter().zip(dst.chunks_exact_mut(4)) {
+        y.copy_from_slice(&x.to_le_bytes());
+    }
+}
+
+fn f16_encode(src: &[f32], dst: &mut [u8]) {
+    for (x, y) in src.iter().zip(dst.chunks_exact_mut(2)) {
+        y.copy_from_slice(&fp32_to_fp16(*x).to_le_bytes());
+    }
+}
+
+/// ggml's `ggml_compute_fp32_to_bf16`: round to nearest even (NaN cannot reach it here).
+fn bf16_encode(src: &[f32], dst: &mut [u8]) {
+    for (x, y) in src.iter().zip(dst.chunks_exact_mut(2)) {
+        let u = x.to_bits();
+        let h = if (u & 0x7fff_ffff) > 0x7f80_0000 {
+            ((u >> 16) | 64) as u16
+        } else {
+            ((u.wrapping_add(0x7fff + ((u >> 16) & 1))) >> 16) as u16
+        };
+        y.copy_from_slice(&h.to_le_bytes());
+    }
+}
+
+/// The reference encoder of a type (ggml's `quantize_row_<t>_ref`).
+pub fn encoder(qtype: QuantType) -> EncodeFn {
+    match qtype {
+        QuantType::F32 => f32_encode,
+        QuantType::F16 => f16_encode,
+        QuantType::BF16 => bf16_encode,
+        QuantType::Q4_0 => formats::q4_0::quantize,
+        QuantType::Q4_1 => formats::q4_1::quantize,
+        QuantType::Q5_0 => formats::q5_0::quantize,
+        QuantType::Q5_1 => formats::q5_1::quantize,
+        QuantType::Q8_0 => formats::q8_0::quantize,
+        QuantType::Q2_K => formats::q2_k::quantize,
+        QuantType::Q3_K => formats::q3_k::quantize,
+        QuantType::Q4_K => formats::q4_k::quantize,
+        QuantType::Q5_K => formats::q5_k::quantize,
+        QuantType::Q6_K => formats::q6_k::quantize,
+    }
+}
+
+/// The fastest encoder of a type for this CPU and the active kernel: the same bytes as
+/// [`encoder`] (independent blocks / sub-blocks side by side in SIMD lanes), or [`encoder`] itself
+/// when the scalar kernel is forced.
+pub fn fast_encoder(qtype: QuantType) -> EncodeFn {
+    match qtype {
+        QuantType::Q4_0 => formats::q4_0::quantize_fast,
+        QuantType::Q4_1 => formats::q4_1::quantize_fast,
+        QuantType::Q5_0 => formats::q5_0::quantize_fast,
+        QuantType::Q5_1 => formats::q5_1::quantize_fast,
+        QuantType::Q8_0 => formats::q8_0::quantize_fast,
+        QuantType::Q2_K => formats::q2_k::quantize_fast,
+        QuantType::Q3_K => formats::q3_k::quantize_fast,
+        QuantType::Q4_K => formats::q4_k::quantize_fast,
+        QuantType::Q5_K => formats::q5_k::quantize_fast,
+        QuantType::Q6_K => formats::q6_k::quantize_fast,
+        _ => encoder(qtype),
+    }
+}
+
+/// The importance-weighted encoder of a type, or `None` where ggml ignores the importance matrix.
+pub fn imatrix_encoder(qtype: QuantType) -> Option<ImatrixEncodeFn> {
+    Some(match qtype {
+        QuantType::Q4_0 => formats::q4_0::quantize_row_imatrix,
+        QuantType::Q4_1 => formats::q4_1::quantize_row_imatrix,
+        QuantType::Q5_0 => formats::q5_0::quantize_row_imatrix,
+        QuantType::Q5_1 => formats::q5_1::quantize_row_imatrix,
+        QuantType::Q2_K => formats::q2_k::quantize_row_imatrix,
+        QuantType::Q3_K => formats::q3_k::quantize_row_imatrix,
+        QuantType::Q4_K => formats::q4_k::quantize_row_imatrix,
+        QuantType::Q5_K => formats::q5_k::quantize_row_imatrix,
+        QuantType::Q6_K => formats::q6_k::quantize_row_imatrix,
+        QuantType::F32 | QuantType::F16 | QuantType::BF16 | QuantType::Q8_0 => return None,
+    })
+}
+
+/// Bytes that `n` values of `qtype` encode to (`n` must be a whole number of blocks).
+pub fn encoded_len(qtype: QuantType, n: usize) -> Result<usize> {
+    let bs = qtype.block_size();
+    if n % bs != 0 {
+        return Err(Error::BadValueCount {
+            what: format!("{qtype} quantization input (blocks of {bs} weights)"),
+            len: n,
+            multiple: bs,
+        });
+    }
+    Ok(n / bs * qtype.type_size())
+}
+
+/// Quantizes `x` (a whole number of blocks) into a new vector, as ggml's `quantize_row_<t>_ref`.
+pub fn quantize(x: &[f32], qtype: QuantType) -> Result<Vec<u8>> {
+    let mut out = vec![0u8; encoded_len(qtype, x.len())?];
+    quantize_rows_into_with(x, qtype, &mut out, QuantizeOptions::default())?;
+    Ok(out)
+}
+
+/// Quantizes `x` into `out`, which must hold exactly the encoded size.
+pub fn quantize_into(x: &[f32], qtype: QuantType, out: &mut [u8]) -> Result<()> {
+    quantize_rows_into_with(x, qtype, out, QuantizeOptions::default())
+}
+
+/// Quantizes rows of `n_per_row` values, with an optional importance matrix (`n_per_row` weights),
+/// into a new vector.
+pub fn quantize_rows(x: &[f32], qtype: QuantType, n_per_row: usize, imatrix: Option<&[f32]>) -> Result<Vec<u8>> {
+    let mut out = vec![0u8; encoded_len(qtype, x.len())?];
+    let opts = QuantizeOptions { n_per_row: Some(n_per_row), imatrix, threads: 0 };
+    quantize_rows_into_with(x, qtype, &mut out, opts)?;
+    Ok(out)
+}
+
+/// [`quantize_rows`] into `out`.
+pub fn quantize_rows_into(
+    x: &[f32],
+    qtype: QuantType,
+    n_per_row: usize,
+    imatrix: Option<&[f32]>,
+    out: &mut [u8],
+) -> Result<()> {
+    quantize_rows_into_with(x, qtype, out, QuantizeOptions { n_per_row: Some(n_per_row), imatrix, threads: 0 })
+}
+
+/// Index and value of the first NaN or infinity in `x`.
+fn first_non_finite(x: &[f32]) -> Option<(usize, f32)> {
+    // Branch-free and vectorisable for the common (all finite) case.
+    let mut acc = 0u32;
+    for v in x {
+        acc |= ((v.to_bits() & 0x7f80_0000) == 0x7f80_0000) as u32;
+    }
+    if acc == 0 {
+        return None;
+    }
+    let i = x.iter().position(|v| !v.is_finite())?;
+    Some((i, x[i]))
+}
+
+/// The general entry point: checks everything, then quantizes on `opts.threads` threads.
+pub fn quantize_rows_into_with(x: &[f32], qtype: QuantType, out: &mut [u8], opts: QuantizeOptions<'_>) -> Result<()> {
+    let n = x.len();
+    let bs = qtype.block_size();
+    let n_per_row = opts.n_per_row.unwrap_or(n);
+    if opts.n_per_row == Some(0) {
+        return Err(Error::InvalidArgument("n_per_row must be positive".into()));
+    }
+    if n_per_row % bs != 0 {
+        return Err(Error::BadValueCount {
+            what: format!("{qtype} row length n_per_row (blocks of {bs} weights)"),
+            len: n_per_row,
+            multiple: bs,
+        });
+    }
+    let expected = encoded_len(qtype, n)?;
+    if n_per_row > 0 && n % n_per_row != 0 {
+        return Err(Error::BadValueCount {
+            what: "quantization input (whole rows)".into(),
+            len: n,
+            multiple: n_per_row,
+        });
+    }
+    if out.len() != expected {
+        return Err(Error::BadQuantizedLength { qtype, n_values: n, expected, actual: out.len() });
+    }
+    if let Some(qw) = opts.imatrix {
+        if qw.len() != n_per_row {
+            return Err(Error::BadImatrix(format!(
+                "it holds {} weights but rows have {n_per_row} values (one weight per column)",
+                qw.len()
+            )));
+        }
+        if let Some((index, v)) = first_non_finite(qw) {
+            return Err(Error::NonFiniteValue { what: "importance matrix".into(), index, value: format!("{v}") });
+        }
+        if let Some(index) = qw.iter().position(|&w| w < 0.0) {
+            return Err(Error::BadImatrix(format!("weight {} at index {index} is negative", qw[index])));
+        }
+    }
+    if n == 0 {
+        return Ok(());
+    }
+    let row_bytes = n_per_row / bs * qtype.type_size();
+    let nrows = n / n_per_row;
+    let threads = crate::parallel::threads_for(n, opts.threads);
+    // The finiteness check runs chunk by chunk right before each chunk is encoded, while the chunk
+    // is in cache (a separate pass over the input would cost as much as the encoding itself).
+    // On error the output is left partly written.
+    let bad = match (opts.imatrix, imatrix_encoder(qtype)) {
+        (Some(qw), Some(enc)) => {
+            let rows_per_chunk = (CHECK_CHUNK / n_per_row).max(1);
+            let run = |x: &[f32], out: &mut [u8], base: usize| -> Option<(usize, f32)> {
+                for (ci, (xc, oc)) in
+                    x.chunks(rows_per_chunk * n_per_row).zip(out.chunks_mut(rows_per_chunk * row_bytes)).enumerate()
+                {
+                    if let Some((i, v)) = first_non_finite(xc) {
+                        return Some((base + ci * rows_per_chunk * n_per_row + i, v));
+                    }
+                    for (row, dst) in xc.chunks_exact(n_per_row).zip(oc.chunks_exact_mut(row_bytes)) {
+                        enc(row, qw, dst);
+                    }
+                }
+                None
+            };
+            split(x, out, nrows, n_per_row, row_bytes, threads, &run)
+        }
+        _ => {
+            let enc = fast_encoder(qtype);
+            let ts = qtype.type_size();
+            let blocks_per_chunk = (CHECK_CHUNK / bs).max(1);
+            let run = |x: &[f32], out: &mut [u8], base: usize| -> Option<(usize, f32)> {
+                for (ci, (xc, oc)) in
+                    x.chunks(blocks_per_chunk * bs).zip(out.chunks_mut(blocks_per_chunk * ts)).enumerate()
+                {
+                    if let Some((i, v)) = first_non_finite(xc) {
+                        return Some((base + ci * blocks_per_chunk * bs + i, v));
+                    }
+                    enc(xc, oc);
+                }
+                None
+            };
+            split(x, out, n / bs, bs, ts, threads, &run)
+        }
+    };
+    match bad {
+        Some((index, v)) => Err(Error::NonFiniteValue { what: "input".into(), index, value: format!("{v}") }),
+        None => Ok(()),
+    }
+}
+
+/// Values checked for finiteness, then encoded, at a time (fits in L1/L2 cache).
+const CHECK_CHUNK: usize = 4096;
+
+type ChunkFn<'a> = dyn Fn(&[f32], &mut [u8], usize) -> Option<(usize, f32)> + Sync + 'a;
+
+/// Runs `f` on `threads` contiguous runs of whole units (rows or blocks); `f` gets the index of
+/// its first value and returns the first non-finite input value it met. Returns the one with the
+/// lowest index (each run stops at its first, so that is the input's first).
+fn split(
+    x: &[f32],
+    out: &mut [u8],
+    units: usize,
+    unit_values: usize,
+    unit_bytes: usize,
+    threads: usize,
+    f: &ChunkFn<'_>,
+) -> Option<(usize, f32)> {
+    let threads = threads.clamp(1, units.max(1));
+    if threads == 1 {
+        return f(x, out, 0);
+    }
+    let per = units.div_ceil(threads);
+    let found = std::sync::Mutex::new(None::<(usize, f32)>);
+    rayon::scope(|s| {
+        for (k, (x, out)) in x.chunks(per * unit_values).zip(out.chunks_mut(per * unit_bytes)).enumerate() {
+            let found = &found;
+            s.spawn(move |_| {
+                if let Some(e) = f(x, out, k * per * unit_values) {
+                    let mut g = found.lock().unwrap_or_else(|p| p.into_inner());
+                    if g.is_none_or(|(i, _)| e.0 < i) {
+                        *g = Some(e);
+                    }
+                }
+            });
+        }
+    });
+    found.into_inner().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_non_finite_and_bad_sizes() {
+        let mut x = vec![0.5f32; 64];
+        x[37] = f32::NAN;
+        match quantize(&x, QuantType::Q4_0) {
+            Err(Error::NonFiniteValue { index, .. }) => assert_eq!(index, 37),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(quantize(&[0.0; 33], QuantType::Q8_0), Err(Error::BadValueCount { .. })));
+        let x = vec![1.0f32; 512];
+        assert!(matches!(quantize_rows(&x, QuantType::Q4_K, 256, Some(&[1.0; 255])), Err(Error::BadImatrix(_))));
+        let mut qw = vec![1.0f32; 256];
+        qw[3] = -1.0;
+        assert!(matches!(quantize_rows(&x, QuantType::Q4_K, 256, Some(&qw)), Err(Error::BadImatrix(_))));
+        assert!(matches!(quantize_rows(&x, QuantType::Q4_0, 96, None), Err(Error::BadValueCount { .. })));
+    }
+
+    /// Pseudo-random rows with every kind of trouble: zeros, constants, ties, tiny and huge values.
+    fn nasty(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed | 1;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        (0..n)
+            .map(|i| {
+                let r = next();
+                let g = ((r >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 4.0;
+                match (i / 256 + (r as usize & 7)) % 12 {
+                    0 => 0.0,
+                    1 => 0.25,
+                    2 => g * 1e-8,
+                    3 => g * 3e5,
+                    4 => (g * 4.0).round() / 2.0,
+                    5 => g.abs(),
+                    6 => -g.abs(),
+                    7 if r & 0x100 == 0 => 0.0,
+                    _ => g,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fast_encoders_equal_reference() {
+        for seed in 1..6u64 {
+            let x = nasty(256 * 64, seed);
+            for &t in &QuantType::ALL {
+                let n = encoded_len(t, x.len()).unwrap();
+                let (mut a, mut b) = (vec![0u8; n], vec![0u8; n]);
+                encoder(t)(&x, &mut a);
+                fast_encoder(t)(&x, &mut b);
+                if a != b {
+                    let bs = t.type_size();
+                    let i = (0..n / bs).find(|&i| a[i * bs..(i + 1) * bs] != b[i * bs..(i + 1) * bs]).unwrap();
+                    panic!(
+                        "{t} seed {seed}: block {i} differs:\n{:?}\n{:?}",
+                        &a[i * bs..(i + 1) * bs],
+                        &b[i * bs..(i + 1) * bs]
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn same_bytes_for_every_thread_count() {
+        let x: Vec<f32> = (0..256 * 37).map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 77.0).collect();
+        let qw: Vec<f32> = (0..256).map(|i| (i % 13) as f32 + 0.5).collect();
+        for &t in &QuantType::ALL {
+            let one = {
+                let mut o = vec![0u8; encoded_len(t, x.len()).unwrap()];
+                let opts = QuantizeOptions { n_per_row: Some(256), imatrix: Some(&qw), threads: 1 };
+                quantize_rows_into_with(&x, t, &mut o, opts).unwrap();
+                o
+            };
+            for threads in [2, 3, 8] {
+                let mut o = vec![0u8; one.len()];
+                let opts = QuantizeOptions { n_per_row: Some(256), imatrix: Some(&qw), threads };
+                quantize_rows_into_with(&x, t, &mut o, opts).unwrap();
+                assert_eq!(o, one, "{t} threads {threads}");
+            }
+        }
+    }
+}
