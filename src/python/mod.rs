@@ -2,6 +2,7 @@
 //! releases the GIL around the work, which is all done by the core crate.
 
 mod buffer;
+mod gguf;
 mod quantize;
 
 use numpy::{PyArray1, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
@@ -21,7 +22,11 @@ create_exception!(
 
 /// The one mapping from the core's errors to Python exceptions.
 fn to_py(e: Error) -> PyErr {
-    RealizarError::new_err(e.to_string())
+    match e {
+        Error::Gguf { .. } => gguf::GGUFError::new_err(e.to_string()),
+        Error::Io { kind, message } => PyErr::from(std::io::Error::new(kind, message)),
+        _ => RealizarError::new_err(e.to_string()),
+    }
 }
 
 fn qtype_of(id: u32) -> PyResult<QuantType> {
@@ -157,6 +162,10 @@ fn _realizar(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_check_type_id, m)?)?;
     m.add_function(wrap_pyfunction!(_weights_in, m)?)?;
     m.add_function(wrap_pyfunction!(_num_threads, m)?)?;
+    m.add("GGUFError", m.py().get_type::<gguf::GGUFError>())?;
+    m.add_class::<gguf::_GGUFFile>()?;
+    m.add_class::<gguf::_MappedBytes>()?;
+    m.add_function(wrap_pyfunction!(gguf::_gguf_parse_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(quantize::quantize, m)?)?;
     Ok(())
 }
