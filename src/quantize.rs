@@ -351,6 +351,8 @@ mod tests {
                     5 => g.abs(),
                     6 => -g.abs(),
                     7 if r & 0x100 == 0 => 0.0,
+                    8 if r & 0x200 == 0 => f32::MIN_POSITIVE * g,
+                    9 if r & 0x200 == 0 => 1e-40 * g,
                     _ => g,
                 }
             })

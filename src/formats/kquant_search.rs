@@ -51,6 +51,19 @@ pub fn round_trip_fp16(f: f32) -> f32 {
     super::fp16_to_f32(fp32_to_fp16(f))
 }
 
+/// C's float -> int conversion as x86-64 compilers emit it (`cvttss2si`): truncation toward zero,
+/// and `i32::MIN` (the "integer indefinite") for NaN and out-of-range values. ggml's legacy
+/// quantizers then keep the low byte (`(int8_t)` / `(uint8_t)`), which matters when a subnormal
+/// scale makes `1/d` infinite. (Rust's `as i32` saturates instead.)
+#[inline(always)]
+pub fn cvtt(f: f32) -> i32 {
+    if (-2147483648.0..2147483648.0).contains(&f) {
+        f as i32
+    } else {
+        i32::MIN
+    }
+}
+
 /// Stores `GGML_FP32_TO_FP16(v)` little-endian at `y[off..off + 2]` and returns the value it
 /// reads back as (`GGML_FP16_TO_FP32`).
 #[inline(always)]

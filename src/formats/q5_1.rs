@@ -4,7 +4,7 @@
 #![allow(clippy::needless_range_loop, clippy::manual_clamp, clippy::assign_op_pattern, clippy::needless_late_init)]
 
 use super::f16_at;
-use super::kquant_search::{make_qkx3_quants, put_f16, sum_sq};
+use super::kquant_search::{cvtt, make_qkx3_quants, put_f16, sum_sq};
 
 pub const BLOCK_WEIGHTS: usize = 32;
 pub const BLOCK_BYTES: usize = 24;
@@ -56,8 +56,8 @@ pub fn quantize_block(x: &[f32], y: &mut [u8]) {
     for j in 0..16 {
         let x0 = (x[j] - min) * id;
         let x1 = (x[16 + j] - min) * id;
-        let xi0 = (x0 + 0.5f32) as i32 as u8;
-        let xi1 = (x1 + 0.5f32) as i32 as u8;
+        let xi0 = cvtt(x0 + 0.5f32) as u8;
+        let xi1 = cvtt(x1 + 0.5f32) as u8;
         y[8 + j] = (xi0 & 0x0F) | ((xi1 & 0x0F) << 4);
         qh |= (((xi0 & 0x10) as u32) >> 4) << j;
         qh |= (((xi1 & 0x10) as u32) >> 4) << (j + 16);
