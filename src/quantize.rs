@@ -103,6 +103,17 @@ pub fn fast_encoder(qtype: QuantType) -> EncodeFn {
     }
 }
 
+/// The fastest importance-weighted encoder of a type for this CPU and the active kernel (the same
+/// bytes as [`imatrix_encoder`]).
+pub fn fast_imatrix_encoder(qtype: QuantType) -> Option<ImatrixEncodeFn> {
+    Some(match qtype {
+        QuantType::Q4_K => formats::q4_k::quantize_row_imatrix_fast,
+        QuantType::Q5_K => formats::q5_k::quantize_row_imatrix_fast,
+        QuantType::Q6_K => formats::q6_k::quantize_row_imatrix_fast,
+        _ => return imatrix_encoder(qtype),
+    })
+}
+
 /// The importance-weighted encoder of a type, or `None` where ggml ignores the importance matrix.
 pub fn imatrix_encoder(qtype: QuantType) -> Option<ImatrixEncodeFn> {
     Some(match qtype {
@@ -227,7 +238,7 @@ pub fn quantize_rows_into_with(x: &[f32], qtype: QuantType, out: &mut [u8], opts
     // The finiteness check runs chunk by chunk right before each chunk is encoded, while the chunk
     // is in cache (a separate pass over the input would cost as much as the encoding itself).
     // On error the output is left partly written.
-    let bad = match (opts.imatrix, imatrix_encoder(qtype)) {
+    let bad = match (opts.imatrix, fast_imatrix_encoder(qtype)) {
         (Some(qw), Some(enc)) => {
             let rows_per_chunk = (CHECK_CHUNK / n_per_row).max(1);
             let run = |x: &[f32], out: &mut [u8], base: usize| -> Option<(usize, f32)> {
@@ -377,6 +388,26 @@ mod tests {
                         &b[i * bs..(i + 1) * bs]
                     );
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn fast_imatrix_encoders_equal_reference() {
+        for seed in 1..4u64 {
+            let x = nasty(256 * 16, seed);
+            let qw: Vec<f32> = nasty(256 * 4, seed + 100).iter().map(|v| v.abs()).collect();
+            for &t in &QuantType::ALL {
+                let (Some(a_fn), Some(b_fn)) = (imatrix_encoder(t), fast_imatrix_encoder(t)) else { continue };
+                let n = encoded_len(t, x.len()).unwrap();
+                let rb = n / 4;
+                let (mut a, mut b) = (vec![0u8; n], vec![0u8; n]);
+                for r in 0..4 {
+                    let row = &x[r * 1024..(r + 1) * 1024];
+                    a_fn(row, &qw, &mut a[r * rb..(r + 1) * rb]);
+                    b_fn(row, &qw, &mut b[r * rb..(r + 1) * rb]);
+                }
+                assert!(a == b, "{t} seed {seed}");
             }
         }
     }

@@ -154,6 +154,41 @@ pub(crate) mod avx2 {
         nstep: i32,
         use_mad: bool,
     ) -> (__m256, __m256) {
+        make_qkx::<N, false>(x, weights, lq, nmax, rmin, rdelta, nstep, use_mad)
+    }
+
+    /// `make_qkx3_quants` (with weights) on 8 sub-blocks of `N` values.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn make_qkx3<const N: usize>(
+        x: &[__m256; N],
+        weights: &[__m256; N],
+        lq: &mut [__m256; N],
+        nmax: i32,
+        rmin: f32,
+        rdelta: f32,
+        nstep: i32,
+        use_mad: bool,
+    ) -> (__m256, __m256) {
+        make_qkx::<N, true>(x, weights, lq, nmax, rmin, rdelta, nstep, use_mad)
+    }
+
+    /// The two searches differ only in the degenerate test (`max == min` / `max <= min`) and in
+    /// how a trial quant is formed (`clamp(nearest_int(v))` / `v > 0 ? nearest_int(min(v, nmax)) : 0`).
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn make_qkx<const N: usize, const QKX3: bool>(
+        x: &[__m256; N],
+        weights: &[__m256; N],
+        lq: &mut [__m256; N],
+        nmax: i32,
+        rmin: f32,
+        rdelta: f32,
+        nstep: i32,
+        use_mad: bool,
+    ) -> (__m256, __m256) {
         let zero = _mm256_setzero_ps();
         let mut min = x[0];
         let mut max = x[0];
@@ -168,7 +203,11 @@ pub(crate) mod avx2 {
             sum_x = _mm256_add_ps(sum_x, _mm256_mul_ps(w, v));
         }
         min = sel(_mm256_cmp_ps::<_CMP_GT_OQ>(min, zero), zero, min);
-        let degenerate = _mm256_cmp_ps::<_CMP_EQ_OQ>(max, min);
+        let degenerate = if QKX3 {
+            _mm256_cmp_ps::<_CMP_LE_OQ>(max, min)
+        } else {
+            _mm256_cmp_ps::<_CMP_EQ_OQ>(max, min)
+        };
         let min0 = min;
         let nmaxf = _mm256_set1_ps(nmax as f32);
         let iscale = _mm256_div_ps(nmaxf, _mm256_sub_ps(max, min));
@@ -187,7 +226,13 @@ pub(crate) mod avx2 {
             let iscale = _mm256_div_ps(num, _mm256_sub_ps(max, min));
             let (mut sum_l, mut sum_l2, mut sum_xl) = (zero, zero, zero);
             for i in 0..N {
-                let lf = ni_clamp(_mm256_mul_ps(iscale, _mm256_sub_ps(x[i], min)), 0, nmax);
+                let v = _mm256_mul_ps(iscale, _mm256_sub_ps(x[i], min));
+                let lf = if QKX3 {
+                    let l = _mm256_cvtepi32_ps(ni(_mm256_min_ps(v, nmaxf)));
+                    _mm256_and_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(v, zero), l)
+                } else {
+                    ni_clamp(v, 0, nmax)
+                };
                 laux[i] = lf;
                 let wl = _mm256_mul_ps(weights[i], lf);
                 sum_l = _mm256_add_ps(sum_l, wl);
