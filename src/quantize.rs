@@ -107,6 +107,8 @@ pub fn fast_encoder(qtype: QuantType) -> EncodeFn {
 /// bytes as [`imatrix_encoder`]).
 pub fn fast_imatrix_encoder(qtype: QuantType) -> Option<ImatrixEncodeFn> {
     Some(match qtype {
+        QuantType::Q2_K => formats::q2_k::quantize_row_imatrix_fast,
+        QuantType::Q3_K => formats::q3_k::quantize_row_imatrix_fast,
         QuantType::Q4_K => formats::q4_k::quantize_row_imatrix_fast,
         QuantType::Q5_K => formats::q5_k::quantize_row_imatrix_fast,
         QuantType::Q6_K => formats::q6_k::quantize_row_imatrix_fast,

@@ -203,11 +203,8 @@ pub(crate) mod avx2 {
             sum_x = _mm256_add_ps(sum_x, _mm256_mul_ps(w, v));
         }
         min = sel(_mm256_cmp_ps::<_CMP_GT_OQ>(min, zero), zero, min);
-        let degenerate = if QKX3 {
-            _mm256_cmp_ps::<_CMP_LE_OQ>(max, min)
-        } else {
-            _mm256_cmp_ps::<_CMP_EQ_OQ>(max, min)
-        };
+        let degenerate =
+            if QKX3 { _mm256_cmp_ps::<_CMP_LE_OQ>(max, min) } else { _mm256_cmp_ps::<_CMP_EQ_OQ>(max, min) };
         let min0 = min;
         let nmaxf = _mm256_set1_ps(nmax as f32);
         let iscale = _mm256_div_ps(nmaxf, _mm256_sub_ps(max, min));
