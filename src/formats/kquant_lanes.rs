@@ -269,6 +269,42 @@ pub(crate) mod avx2 {
         (scale, _mm256_xor_ps(min, _mm256_set1_ps(-0.0)))
     }
 
+    /// The importance-weighted search of 8 consecutive legacy blocks of 32 (one block per lane):
+    /// weights `qw * sqrt(sigma2 + x^2)`, then `make_qkx3_quants(32, nmax, .., -0.9, 0.05, 36)`
+    /// (`asym`, Q4_1 / Q5_1: returns d and `the_min`) or `make_qx_quants(32, nmax, .., 1, w)`
+    /// (Q4_0 / Q5_0: returns d). The quants of block `k` are `L[k]`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn legacy_imatrix8(
+        x: &[f32],
+        qw: &[f32],
+        sigma2: f32,
+        nmax: i32,
+        asym: bool,
+    ) -> ([f32; 8], [f32; 8], [[u8; 32]; 8]) {
+        let xv = load_rows(&super::transpose_in::<32, 8>(x), 0);
+        let qv = load_rows(&super::transpose_in::<32, 8>(qw), 0);
+        let s2 = _mm256_set1_ps(sigma2);
+        let mut w = [_mm256_setzero_ps(); 32];
+        for i in 0..32 {
+            w[i] = _mm256_mul_ps(qv[i], _mm256_sqrt_ps(_mm256_add_ps(s2, _mm256_mul_ps(xv[i], xv[i]))));
+        }
+        let mut lq = [_mm256_setzero_ps(); 32];
+        let (d, m) = if asym {
+            make_qkx3(&xv, &w, &mut lq, nmax, -0.9, 0.05, 36, false)
+        } else {
+            (make_qx(&xv, &w, &mut lq, nmax), _mm256_setzero_ps())
+        };
+        let mut l = [[0u8; 32]; 8];
+        for i in 0..32 {
+            let a = to_arr(lq[i]);
+            for k in 0..8 {
+                l[k][i] = a[k] as u8;
+            }
+        }
+        (to_arr(d), to_arr(m), l)
+    }
+
     /// `make_qx_quants(N, nmax, x, L, rmse_type = 1, qw)` on 8 sub-blocks (`w` = `qw` or `x * x`);
     /// `lq` receives `nmax + l` (as f32). Returns the scale.
     #[inline]
