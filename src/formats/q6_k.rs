@@ -148,7 +148,7 @@ mod lanes {
     unsafe fn block(x: &[f32], qw: Option<&[f32]>, y: &mut [u8]) {
         let xt = transpose_in::<16, 16>(x);
         let halves = [load_rows(&xt, 0), load_rows(&xt, 8)];
-        let qt = qw.map(|q| transpose_in::<16, 16>(q));
+        let qt = qw.map(transpose_in::<16, 16>);
         let mut lq = [[_mm256_setzero_ps(); 16]; 2];
         let mut scales = [0f32; 16];
         for h in 0..2 {
