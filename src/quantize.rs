@@ -241,9 +241,10 @@ pub fn quantize_rows_into_with(x: &[f32], qtype: QuantType, out: &mut [u8], opts
     let row_bytes = n_per_row / bs * qtype.type_size();
     let nrows = n / n_per_row;
     let threads = crate::parallel::threads_for(n, opts.threads);
-    // The finiteness check runs chunk by chunk right before each chunk is encoded, while the chunk
-    // is in cache (a separate pass over the input would cost as much as the encoding itself).
-    // On error the output is left partly written.
+    // The finiteness check runs chunk by chunk right after each chunk is encoded, while the chunk
+    // is in cache (a separate pass over the input would cost as much as the encoding itself); the
+    // encoders are safe (if meaningless) on NaN and infinities. On error the output is left partly
+    // written.
     let bad = match (opts.imatrix, fast_imatrix_encoder(qtype)) {
         (Some(qw), Some(enc)) => {
             let rows_per_chunk = (CHECK_CHUNK / n_per_row).max(1);
@@ -251,11 +252,11 @@ pub fn quantize_rows_into_with(x: &[f32], qtype: QuantType, out: &mut [u8], opts
                 for (ci, (xc, oc)) in
                     x.chunks(rows_per_chunk * n_per_row).zip(out.chunks_mut(rows_per_chunk * row_bytes)).enumerate()
                 {
-                    if let Some((i, v)) = first_non_finite(xc) {
-                        return Some((base + ci * rows_per_chunk * n_per_row + i, v));
-                    }
                     for (row, dst) in xc.chunks_exact(n_per_row).zip(oc.chunks_exact_mut(row_bytes)) {
                         enc(row, qw, dst);
+                    }
+                    if let Some((i, v)) = first_non_finite(xc) {
+                        return Some((base + ci * rows_per_chunk * n_per_row + i, v));
                     }
                 }
                 None
@@ -270,10 +271,10 @@ pub fn quantize_rows_into_with(x: &[f32], qtype: QuantType, out: &mut [u8], opts
                 for (ci, (xc, oc)) in
                     x.chunks(blocks_per_chunk * bs).zip(out.chunks_mut(blocks_per_chunk * ts)).enumerate()
                 {
+                    enc(xc, oc);
                     if let Some((i, v)) = first_non_finite(xc) {
                         return Some((base + ci * blocks_per_chunk * bs + i, v));
                     }
-                    enc(xc, oc);
                 }
                 None
             };

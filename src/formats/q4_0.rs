@@ -122,6 +122,10 @@ mod lanes {
             _mm256_cmp_ps::<_CMP_EQ_OQ>(a[2], s),
             _mm256_cmp_ps::<_CMP_EQ_OQ>(a[3], s),
         ]);
+        // hit == 0 only with NaN in the block (rejected by the caller, which checks afterwards).
+        if hit == 0 {
+            return amax;
+        }
         x[hit.trailing_zeros() as usize]
     }
 

@@ -148,7 +148,9 @@ mod lanes {
                 _mm256_cmp_ps::<_CMP_EQ_OQ>(v[2], z),
                 _mm256_cmp_ps::<_CMP_EQ_OQ>(v[3], z),
             ]);
-            let first_zero = x[hit.trailing_zeros() as usize];
+            // A zero min or max is one of the lanes, so hit != 0 (the guard is for NaN input,
+            // which the caller rejects after encoding).
+            let first_zero = if hit == 0 { 0.0 } else { x[hit.trailing_zeros() as usize] };
             if min == 0.0 {
                 min = first_zero;
             }
