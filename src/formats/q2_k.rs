@@ -199,17 +199,19 @@ pub(crate) mod lanes {
     unsafe fn block(x: &[f32], y: &mut [u8]) {
         let xt = transpose_in::<16, 16>(x);
         let halves = [load_rows(&xt, 0), load_rows(&xt, 8)];
-        let mut lq = [[_mm256_setzero_ps(); 16]; 2];
+        let x2 = pair(&halves);
+        let mut w2 = [[_mm256_setzero_ps(); 2]; 16];
+        for i in 0..16 {
+            w2[i] = [abs(x2[i][0]), abs(x2[i][1])];
+        }
+        let mut lq2 = [[_mm256_setzero_ps(); 2]; 16];
+        let (sv, mv) = make_qkx_g::<16, 2, false>(&x2, &w2, &mut lq2, 3, -0.5, 0.1, 15, true);
+        let lq = unpair(&lq2);
         let mut scales = [0f32; 16];
         let mut mins = [0f32; 16];
         for h in 0..2 {
-            let mut w = [_mm256_setzero_ps(); 16];
-            for i in 0..16 {
-                w[i] = abs(halves[h][i]);
-            }
-            let (sv, mv) = make_qkx2(&halves[h], &w, &mut lq[h], 3, -0.5, 0.1, 15, true);
-            scales[8 * h..8 * h + 8].copy_from_slice(&to_arr(sv));
-            mins[8 * h..8 * h + 8].copy_from_slice(&to_arr(mv));
+            scales[8 * h..8 * h + 8].copy_from_slice(&to_arr(sv[h]));
+            mins[8 * h..8 * h + 8].copy_from_slice(&to_arr(mv[h]));
         }
         let q4scale = 15f32;
         let mut max_scale = 0f32;
@@ -280,13 +282,15 @@ pub(crate) mod lanes {
         let xt = transpose_in::<16, 16>(x);
         let halves = [load_rows(&xt, 0), load_rows(&xt, 8)];
         let (w, sw) = imatrix_weights(&halves, qw, sum_sq(&x[..256]) / 256.0);
-        let mut lq = [[_mm256_setzero_ps(); 16]; 2];
+        let (x2, w2) = (pair(&halves), pair(&w));
+        let mut lq2 = [[_mm256_setzero_ps(); 2]; 16];
+        let (sv, mv) = make_qkx_g::<16, 2, true>(&x2, &w2, &mut lq2, 3, -0.9, 0.05, 36, false);
+        let lq = unpair(&lq2);
         let mut scales = [0f32; 16];
         let mut mins = [0f32; 16];
         for h in 0..2 {
-            let (sv, mv) = make_qkx3(&halves[h], &w[h], &mut lq[h], 3, -0.9, 0.05, 36, false);
-            scales[8 * h..8 * h + 8].copy_from_slice(&to_arr(sv));
-            mins[8 * h..8 * h + 8].copy_from_slice(&to_arr(mv));
+            scales[8 * h..8 * h + 8].copy_from_slice(&to_arr(sv[h]));
+            mins[8 * h..8 * h + 8].copy_from_slice(&to_arr(mv[h]));
         }
         let mut Ls = [0u8; 16];
         let mut Lm = [0u8; 16];

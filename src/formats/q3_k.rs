@@ -245,11 +245,13 @@ mod lanes {
         let xt = transpose_in::<16, 16>(x);
         let halves = [load_rows(&xt, 0), load_rows(&xt, 8)];
         let (w, sw) = imatrix_weights(&halves, qw, 2.0 * sum_sq(&x[..256]) / 256.0);
-        let mut lq = [[_mm256_setzero_ps(); 16]; 2];
+        let (x2, w2) = (pair(&halves), pair(&w));
+        let mut lq2 = [[_mm256_setzero_ps(); 2]; 16];
+        let sv = make_qx_g::<16, 2>(&x2, &w2, &mut lq2, 4);
+        let lq = unpair(&lq2);
         let mut scales = [0f32; 16];
         for h in 0..2 {
-            let sv = make_qx(&halves[h], &w[h], &mut lq[h], 4);
-            scales[8 * h..8 * h + 8].copy_from_slice(&to_arr(sv));
+            scales[8 * h..8 * h + 8].copy_from_slice(&to_arr(sv[h]));
         }
         y[96..108].fill(0);
         let mut Ls = [0i8; 16];

@@ -149,20 +149,23 @@ mod lanes {
         let xt = transpose_in::<16, 16>(x);
         let halves = [load_rows(&xt, 0), load_rows(&xt, 8)];
         let qt = qw.map(transpose_in::<16, 16>);
-        let mut lq = [[_mm256_setzero_ps(); 16]; 2];
+        let x2 = pair(&halves);
+        let w2 = match &qt {
+            Some(q) => pair(&[load_rows(q, 0), load_rows(q, 8)]),
+            None => {
+                let mut w = [[_mm256_setzero_ps(); 2]; 16];
+                for i in 0..16 {
+                    w[i] = [_mm256_mul_ps(x2[i][0], x2[i][0]), _mm256_mul_ps(x2[i][1], x2[i][1])];
+                }
+                w
+            }
+        };
+        let mut lq2 = [[_mm256_setzero_ps(); 2]; 16];
+        let sv = make_qx_g::<16, 2>(&x2, &w2, &mut lq2, 32);
+        let lq = unpair(&lq2);
         let mut scales = [0f32; 16];
         for h in 0..2 {
-            let mut w = [_mm256_setzero_ps(); 16];
-            match &qt {
-                Some(q) => w = load_rows(q, 8 * h),
-                None => {
-                    for i in 0..16 {
-                        w[i] = _mm256_mul_ps(halves[h][i], halves[h][i]);
-                    }
-                }
-            }
-            let sv = make_qx(&halves[h], &w, &mut lq[h], 32);
-            scales[8 * h..8 * h + 8].copy_from_slice(&to_arr(sv));
+            scales[8 * h..8 * h + 8].copy_from_slice(&to_arr(sv[h]));
         }
         let mut max_scale = 0f32;
         let mut max_abs_scale = 0f32;
