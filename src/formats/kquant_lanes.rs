@@ -582,6 +582,82 @@ pub(crate) mod avx2 {
         scale
     }
 
+    /// [`make_q3`] on `G` groups of 8 sub-blocks at once (their serial update chains interleaved).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn make_q3_g<const N: usize, const G: usize>(
+        x: &[[__m256; G]; N],
+        lq: &mut [[__m256; G]; N],
+        nmax: i32,
+    ) -> [__m256; G] {
+        let zero = _mm256_setzero_ps();
+        let mut max = [zero; G];
+        let mut amax = [zero; G];
+        for i in 0..N {
+            for g in 0..G {
+                let ax = abs(x[i][g]);
+                let gt = _mm256_cmp_ps::<_CMP_GT_OQ>(ax, amax[g]);
+                amax[g] = sel(gt, ax, amax[g]);
+                max[g] = sel(gt, x[i][g], max[g]);
+            }
+        }
+        let mut iscale = [zero; G];
+        for g in 0..G {
+            iscale[g] = _mm256_div_ps(_mm256_set1_ps((-nmax) as f32), max[g]);
+        }
+        let mut w = [[zero; G]; N];
+        let (mut sumlx, mut suml2) = ([zero; G], [zero; G]);
+        for i in 0..N {
+            for g in 0..G {
+                let lf = ni_clamp(_mm256_mul_ps(iscale[g], x[i][g]), -nmax, nmax - 1);
+                lq[i][g] = lf;
+                w[i][g] = _mm256_mul_ps(x[i][g], x[i][g]);
+                sumlx[g] = _mm256_add_ps(sumlx[g], _mm256_mul_ps(_mm256_mul_ps(w[i][g], x[i][g]), lf));
+                suml2[g] = _mm256_add_ps(suml2[g], _mm256_mul_ps(_mm256_mul_ps(w[i][g], lf), lf));
+            }
+        }
+        for _itry in 0..5 {
+            let mut changed = 0;
+            for i in 0..N {
+                for g in 0..G {
+                    let (wk, xv, lf) = (w[i][g], x[i][g], lq[i][g]);
+                    let wx = _mm256_mul_ps(wk, xv);
+                    let slx0 = _mm256_sub_ps(sumlx[g], _mm256_mul_ps(wx, lf));
+                    let sl20 = _mm256_sub_ps(suml2[g], _mm256_mul_ps(_mm256_mul_ps(wk, lf), lf));
+                    let nl = ni_clamp(_mm256_div_ps(_mm256_mul_ps(xv, sl20), slx0), -nmax, nmax - 1);
+                    let slx = _mm256_add_ps(slx0, _mm256_mul_ps(wx, nl));
+                    let sl2 = _mm256_add_ps(sl20, _mm256_mul_ps(_mm256_mul_ps(wk, nl), nl));
+                    let c1 =
+                        _mm256_and_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(slx0, zero), _mm256_cmp_ps::<_CMP_NEQ_OQ>(nl, lf));
+                    let lhs = _mm256_mul_ps(_mm256_mul_ps(slx, slx), suml2[g]);
+                    let rhs = _mm256_mul_ps(_mm256_mul_ps(sumlx[g], sumlx[g]), sl2);
+                    let c2 =
+                        _mm256_and_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(sl2, zero), _mm256_cmp_ps::<_CMP_GT_OQ>(lhs, rhs));
+                    let accept = _mm256_and_ps(c1, c2);
+                    lq[i][g] = sel(accept, nl, lf);
+                    sumlx[g] = sel(accept, slx, sumlx[g]);
+                    suml2[g] = sel(accept, sl2, suml2[g]);
+                    changed |= _mm256_movemask_ps(accept);
+                }
+            }
+            if changed == 0 {
+                break;
+            }
+        }
+        let nmaxv = _mm256_set1_ps(nmax as f32);
+        let eps = _mm256_set1_ps(super::super::kquant_search::GROUP_MAX_EPS);
+        let mut scale = [zero; G];
+        for g in 0..G {
+            let pos = _mm256_cmp_ps::<_CMP_GT_OQ>(suml2[g], zero);
+            let small = _mm256_cmp_ps::<_CMP_LT_OQ>(amax[g], eps);
+            scale[g] = sel(small, zero, sel(pos, _mm256_div_ps(sumlx[g], suml2[g]), zero));
+            for q in lq.iter_mut() {
+                q[g] = sel(small, zero, _mm256_add_ps(q[g], nmaxv));
+            }
+        }
+        scale
+    }
+
     /// `make_qx_quants(N, nmax, x, L, rmse_type = 1, qw)` on 8 sub-blocks (`w` = `qw` or `x * x`);
     /// `lq` receives `nmax + l` (as f32). Returns the scale.
     #[inline]
@@ -641,64 +717,6 @@ pub(crate) mod avx2 {
             }
             scale = sel(small, zero, scale);
         }
-        scale
-    }
-
-    /// `make_q3_quants(N, nmax, x, L, do_rmse = true)` on 8 sub-blocks; `lq` receives `nmax + l`.
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    pub unsafe fn make_q3<const N: usize>(x: &[__m256; N], lq: &mut [__m256; N], nmax: i32) -> __m256 {
-        let zero = _mm256_setzero_ps();
-        let mut max = zero;
-        let mut amax = zero;
-        for i in 0..N {
-            let ax = abs(x[i]);
-            let gt = _mm256_cmp_ps::<_CMP_GT_OQ>(ax, amax);
-            amax = sel(gt, ax, amax);
-            max = sel(gt, x[i], max);
-        }
-        let iscale = _mm256_div_ps(_mm256_set1_ps((-nmax) as f32), max);
-        let mut w = [zero; N];
-        let (mut sumlx, mut suml2) = (zero, zero);
-        for i in 0..N {
-            let lf = ni_clamp(_mm256_mul_ps(iscale, x[i]), -nmax, nmax - 1);
-            lq[i] = lf;
-            w[i] = _mm256_mul_ps(x[i], x[i]);
-            sumlx = _mm256_add_ps(sumlx, _mm256_mul_ps(_mm256_mul_ps(w[i], x[i]), lf));
-            suml2 = _mm256_add_ps(suml2, _mm256_mul_ps(_mm256_mul_ps(w[i], lf), lf));
-        }
-        for _itry in 0..5 {
-            let mut changed = 0;
-            for i in 0..N {
-                let (wk, xv, lf) = (w[i], x[i], lq[i]);
-                let wx = _mm256_mul_ps(wk, xv);
-                let slx0 = _mm256_sub_ps(sumlx, _mm256_mul_ps(wx, lf));
-                let sl20 = _mm256_sub_ps(suml2, _mm256_mul_ps(_mm256_mul_ps(wk, lf), lf));
-                let nl = ni_clamp(_mm256_div_ps(_mm256_mul_ps(xv, sl20), slx0), -nmax, nmax - 1);
-                let slx = _mm256_add_ps(slx0, _mm256_mul_ps(wx, nl));
-                let sl2 = _mm256_add_ps(sl20, _mm256_mul_ps(_mm256_mul_ps(wk, nl), nl));
-                let c1 = _mm256_and_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(slx0, zero), _mm256_cmp_ps::<_CMP_NEQ_OQ>(nl, lf));
-                let lhs = _mm256_mul_ps(_mm256_mul_ps(slx, slx), suml2);
-                let rhs = _mm256_mul_ps(_mm256_mul_ps(sumlx, sumlx), sl2);
-                let c2 = _mm256_and_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(sl2, zero), _mm256_cmp_ps::<_CMP_GT_OQ>(lhs, rhs));
-                let accept = _mm256_and_ps(c1, c2);
-                lq[i] = sel(accept, nl, lf);
-                sumlx = sel(accept, slx, sumlx);
-                suml2 = sel(accept, sl2, suml2);
-                changed |= _mm256_movemask_ps(accept);
-            }
-            if changed == 0 {
-                break;
-            }
-        }
-        let pos = _mm256_cmp_ps::<_CMP_GT_OQ>(suml2, zero);
-        let mut scale = sel(pos, _mm256_div_ps(sumlx, suml2), zero);
-        let nmaxv = _mm256_set1_ps(nmax as f32);
-        let small = _mm256_cmp_ps::<_CMP_LT_OQ>(amax, _mm256_set1_ps(super::super::kquant_search::GROUP_MAX_EPS));
-        for q in lq.iter_mut() {
-            *q = sel(small, zero, _mm256_add_ps(*q, nmaxv));
-        }
-        scale = sel(small, zero, scale);
         scale
     }
 }

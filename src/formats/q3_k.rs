@@ -206,11 +206,13 @@ mod lanes {
     unsafe fn block(x: &[f32], y: &mut [u8]) {
         let xt = transpose_in::<16, 16>(x);
         let halves = [load_rows(&xt, 0), load_rows(&xt, 8)];
-        let mut lq = [[_mm256_setzero_ps(); 16]; 2];
+        let x2 = pair(&halves);
+        let mut lq2 = [[_mm256_setzero_ps(); 2]; 16];
+        let sv = make_q3_g::<16, 2>(&x2, &mut lq2, 4);
+        let lq = unpair(&lq2);
         let mut scales = [0f32; 16];
         for h in 0..2 {
-            let sv = make_q3(&halves[h], &mut lq[h], 4);
-            scales[8 * h..8 * h + 8].copy_from_slice(&to_arr(sv));
+            scales[8 * h..8 * h + 8].copy_from_slice(&to_arr(sv[h]));
         }
         let mut max_scale = 0f32;
         let mut amax = 0f32;
