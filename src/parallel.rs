@@ -28,7 +28,9 @@ pub fn run(decode: DecodeFn, qtype: QuantType, src: &[u8], dst: &mut [f32], thre
         decode(src, dst);
         return;
     }
-    let per = nblocks.div_ceil(threads);
+    // Whole 64-byte lines of output per chunk (16 weights), so that each thread's output starts
+    // as aligned as the whole (the streaming stores need 32-byte aligned outputs).
+    let per = nblocks.div_ceil(threads).next_multiple_of((16 / bw).max(1));
     rayon::scope(|s| {
         for (src, dst) in src.chunks(per * bb).zip(dst.chunks_mut(per * bw)) {
             s.spawn(move |_| decode(src, dst));

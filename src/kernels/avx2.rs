@@ -15,14 +15,24 @@
 //! cache first; the values written are the same.
 
 use std::arch::x86_64::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::formats::{fp16_to_f32, DecodeFn};
 use crate::QuantType;
 
 /// Outputs (per call) at least this large are written with streaming stores when 32-byte aligned.
 /// Measured with `cargo bench` on a 2-core EPYC (Zen 3, 1 MiB L2, 32 MiB L3): see the `stream`
-/// group of benches/dequantize.rs and the report in the README.
+/// group of benches/dequantize.rs.
 pub const STREAM_MIN_BYTES: usize = 16 << 20;
+
+/// The threshold in force ([`STREAM_MIN_BYTES`] unless changed, which only benchmarks do).
+static STREAM_MIN: AtomicUsize = AtomicUsize::new(STREAM_MIN_BYTES);
+
+/// Sets the streaming-store threshold (`usize::MAX`: never stream); for benchmarks and tests.
+#[doc(hidden)]
+pub fn set_stream_min_bytes(bytes: usize) {
+    STREAM_MIN.store(bytes, Ordering::Relaxed);
+}
 
 /// Whether this CPU runs the AVX2 kernels.
 pub fn supported() -> bool {
@@ -53,7 +63,7 @@ pub fn decoder(qtype: QuantType) -> Option<DecodeFn> {
 
 /// Whether to write `dst` with streaming stores.
 fn streams(dst: &[f32]) -> bool {
-    std::mem::size_of_val(dst) >= STREAM_MIN_BYTES && (dst.as_ptr() as usize) % 32 == 0
+    std::mem::size_of_val(dst) >= STREAM_MIN.load(Ordering::Relaxed) && (dst.as_ptr() as usize) % 32 == 0
 }
 
 /// The safe wrapper of a block kernel: checks the lengths, picks the store kind.
