@@ -166,7 +166,10 @@ fn every_kernel_equals_portable_on_odd_sizes_and_unaligned_slices() {
                         decode(src, dst);
                         assert_same(q, &format!("{kernel} n={n} src+{src_off} dst+{dst_off}"), dst, &want, src);
                         // Nothing written outside the output slice.
-                        assert!(out[..dst_off].iter().chain(&out[dst_off + want.len()..]).all(|x| x.to_bits() == 0x7FBA_D0D0));
+                        assert!(out[..dst_off]
+                            .iter()
+                            .chain(&out[dst_off + want.len()..])
+                            .all(|x| x.to_bits() == 0x7FBA_D0D0));
                     }
                 }
             }

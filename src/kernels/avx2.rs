@@ -14,6 +14,9 @@
 //! aligned are written with non-temporal stores, which skip reading the destination lines into the
 //! cache first; the values written are the same.
 
+// Index loops mirror the block layouts (h, g, j, k are positions, not just iteration).
+#![allow(clippy::needless_range_loop)]
+
 use std::arch::x86_64::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
