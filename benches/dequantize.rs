@@ -132,30 +132,36 @@ unsafe fn stream_fill(p: *mut f32, n: usize, v: f32) {
     _mm_sfence();
 }
 
-/// Streaming vs plain stores for a large output (one thread, aligned reused buffer).
+/// Streaming vs plain stores (one thread, reused buffer): at 64Mi weights for several formats with
+/// 32- and 16-byte aligned outputs, and for Q8_0 at sizes around the threshold.
 fn stream(c: &mut Criterion) {
     #[cfg(target_arch = "x86_64")]
     {
         if !kernels::available().contains(&Kernel::Avx2) || std::env::var_os("REALIZAR_BENCH_QUICK").is_some() {
             return;
         }
-        let n = LARGE;
-        let mut out = vec![0f32; n + 8];
+        let mut out = vec![0f32; LARGE + 8];
         let off = (0..8).find(|&o| (out[o..].as_ptr() as usize) % 32 == 0).unwrap();
-        for q in [QuantType::Q4_0, QuantType::Q8_0, QuantType::Q4_K, QuantType::Q6_K, QuantType::BF16] {
+        let mut one = |name: String, q: QuantType, n: usize, variants: &[(&str, usize, usize)]| {
             let src = input(q, n);
-            let mut g = c.benchmark_group(format!("stream/{q}/64Mi"));
+            let mut g = c.benchmark_group(name);
             g.throughput(Throughput::Elements(n as u64));
-            g.sample_size(10).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_millis(1500));
-            for (name, min) in [("plain", usize::MAX), ("streaming", 0)] {
+            g.sample_size(10).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_millis(1200));
+            for &(label, min, shift) in variants {
                 kernels::avx2::set_stream_min_bytes(min);
                 let opts = Options { threads: 1, kernel: Some(Kernel::Avx2) };
-                g.bench_function(name, |b| {
-                    b.iter(|| dequantize_into_with(black_box(&src), q, &mut out[off..off + n], opts).unwrap())
-                });
+                let dst = &mut out[off + shift..off + shift + n];
+                g.bench_function(label, |b| b.iter(|| dequantize_into_with(black_box(&src), q, dst, opts).unwrap()));
             }
             kernels::avx2::set_stream_min_bytes(kernels::avx2::STREAM_MIN_BYTES);
             g.finish();
+        };
+        let all = [("plain", usize::MAX, 0), ("stream32", 0, 0), ("stream16", 0, 4)];
+        for q in [QuantType::Q4_0, QuantType::Q8_0, QuantType::Q4_K, QuantType::Q6_K, QuantType::BF16] {
+            one(format!("stream/{q}/64Mi"), q, LARGE, &all);
+        }
+        for n in [1 << 20, 1 << 21, 1 << 22, 1 << 23] {
+            one(format!("stream_size/Q8_0/{n}"), QuantType::Q8_0, n, &all[..2]);
         }
     }
     #[cfg(not(target_arch = "x86_64"))]

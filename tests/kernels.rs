@@ -204,7 +204,8 @@ fn every_kernel_and_thread_count_equals_portable() {
     }
 }
 
-/// Outputs past the streaming-store threshold, aligned (streaming stores) and not (plain stores).
+/// Outputs past the streaming-store threshold: 32-byte aligned (32-byte streaming stores), 16-byte
+/// aligned (16-byte streaming stores) and 4-byte aligned (plain stores).
 #[test]
 fn large_outputs_with_streaming_stores_equal_portable() {
     #[cfg(target_arch = "x86_64")]
@@ -219,7 +220,7 @@ fn large_outputs_with_streaming_stores_equal_portable() {
             let want = reference(q, &src);
             let mut out = vec![0f32; want.len() + 8];
             let aligned = (0..8).find(|&o| (out[o..].as_ptr() as usize) % 32 == 0).unwrap();
-            for off in [aligned, aligned + 1] {
+            for off in [aligned, aligned + 4, aligned + 1] {
                 let dst = &mut out[off..off + want.len()];
                 kernels::decoder(q, kernel)(&src, dst);
                 assert_same(q, &format!("{kernel} large dst+{off}"), dst, &want, &src);

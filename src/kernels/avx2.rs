@@ -10,7 +10,7 @@
 //! (see `formats::fp16_to_f32`): its kernel takes the portable path for any 16 values holding a NaN.
 //!
 //! Loads are unaligned and never reach past the input; each block is read only inside its own
-//! bytes. Outputs of at least [`STREAM_MIN_BYTES`] (per call, so per thread) that are 32-byte
+//! bytes. Outputs of at least [`STREAM_MIN_BYTES`] (per call, so per thread) that are 16-byte
 //! aligned are written with non-temporal stores, which skip reading the destination lines into the
 //! cache first; the values written are the same.
 
@@ -64,9 +64,25 @@ pub fn decoder(qtype: QuantType) -> Option<DecodeFn> {
     })
 }
 
-/// Whether to write `dst` with streaming stores.
-fn streams(dst: &[f32]) -> bool {
-    std::mem::size_of_val(dst) >= STREAM_MIN.load(Ordering::Relaxed) && (dst.as_ptr() as usize) % 32 == 0
+/// Plain (unaligned) stores.
+const PLAIN: u8 = 0;
+/// 32-byte streaming stores (the output is 32-byte aligned).
+const STREAM32: u8 = 1;
+/// Pairs of 16-byte streaming stores (the output is 16-byte aligned, as NumPy's large arrays are).
+const STREAM16: u8 = 2;
+
+/// How to write `dst`: streaming stores for large outputs aligned enough for them.
+fn store_kind(dst: &[f32]) -> u8 {
+    let addr = dst.as_ptr() as usize;
+    if std::mem::size_of_val(dst) < STREAM_MIN.load(Ordering::Relaxed) {
+        PLAIN
+    } else if addr % 32 == 0 {
+        STREAM32
+    } else if addr % 16 == 0 {
+        STREAM16
+    } else {
+        PLAIN
+    }
 }
 
 /// The safe wrapper of a block kernel: checks the lengths, picks the store kind.
@@ -80,11 +96,17 @@ macro_rules! block_decoder {
             // the kernel reads `nb` whole blocks of `src` and writes `nb * weights` floats of `dst`,
             // both checked above.
             unsafe {
-                if streams(dst) {
-                    $kernel::<true>(src.as_ptr(), dst.as_mut_ptr(), nb);
-                    _mm_sfence();
-                } else {
-                    $kernel::<false>(src.as_ptr(), dst.as_mut_ptr(), nb);
+                let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+                match store_kind(dst) {
+                    PLAIN => $kernel::<PLAIN>(s, d, nb),
+                    STREAM32 => {
+                        $kernel::<STREAM32>(s, d, nb);
+                        _mm_sfence();
+                    }
+                    _ => {
+                        $kernel::<STREAM16>(s, d, nb);
+                        _mm_sfence();
+                    }
                 }
             }
         }
@@ -152,14 +174,18 @@ fn f32_copy(src: &[u8], dst: &mut [f32]) {
 // ---------------------------------------------------------------------------------------------
 // Helpers. All `#[inline]` with the same target features, so they inline into the kernels.
 
-/// Stores 8 floats at `p` (unaligned; or, with `NT`, streaming to a 32-byte aligned `p`).
+/// Stores 8 floats at `p`: unaligned ([`PLAIN`]), or streaming to a 32-byte ([`STREAM32`]) or
+/// 16-byte ([`STREAM16`]) aligned `p`.
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn st<const NT: bool>(p: *mut f32, v: __m256) {
-    if NT {
-        _mm256_stream_ps(p, v)
-    } else {
-        _mm256_storeu_ps(p, v)
+unsafe fn st<const ST: u8>(p: *mut f32, v: __m256) {
+    match ST {
+        PLAIN => _mm256_storeu_ps(p, v),
+        STREAM32 => _mm256_stream_ps(p, v),
+        _ => {
+            _mm_stream_ps(p, _mm256_castps256_ps128(v));
+            _mm_stream_ps(p.add(4), _mm256_extractf128_ps(v, 1));
+        }
     }
 }
 
@@ -263,7 +289,7 @@ fn bytes_f32(x: u64) -> __m256 {
 
 /// Q4_0: `d: f16 @0, qs[16] @2`; `y[j] = (lo(qs[j]) - 8) * d`, `y[j + 16] = (hi(qs[j]) - 8) * d`.
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn q4_0_avx2<const NT: bool>(src: *const u8, dst: *mut f32, nb: usize) {
+unsafe fn q4_0_avx2<const ST: u8>(src: *const u8, dst: *mut f32, nb: usize) {
     let (m4, eight) = (splat(0xF), splat(8));
     for i in 0..nb {
         let b = src.add(18 * i);
@@ -271,16 +297,16 @@ unsafe fn q4_0_avx2<const NT: bool>(src: *const u8, dst: *mut f32, nb: usize) {
         let d = h_bcast(b);
         let x0 = u8x8(b.add(2));
         let x1 = u8x8(b.add(10));
-        st::<NT>(y, mul(fl(_mm256_sub_epi32(and(x0, m4), eight)), d));
-        st::<NT>(y.add(8), mul(fl(_mm256_sub_epi32(and(x1, m4), eight)), d));
-        st::<NT>(y.add(16), mul(fl(_mm256_sub_epi32(_mm256_srli_epi32(x0, 4), eight)), d));
-        st::<NT>(y.add(24), mul(fl(_mm256_sub_epi32(_mm256_srli_epi32(x1, 4), eight)), d));
+        st::<ST>(y, mul(fl(_mm256_sub_epi32(and(x0, m4), eight)), d));
+        st::<ST>(y.add(8), mul(fl(_mm256_sub_epi32(and(x1, m4), eight)), d));
+        st::<ST>(y.add(16), mul(fl(_mm256_sub_epi32(_mm256_srli_epi32(x0, 4), eight)), d));
+        st::<ST>(y.add(24), mul(fl(_mm256_sub_epi32(_mm256_srli_epi32(x1, 4), eight)), d));
     }
 }
 
 /// Q4_1: `d: f16 @0, m: f16 @2, qs[16] @4`; `y = q * d + m`.
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn q4_1_avx2<const NT: bool>(src: *const u8, dst: *mut f32, nb: usize) {
+unsafe fn q4_1_avx2<const ST: u8>(src: *const u8, dst: *mut f32, nb: usize) {
     let m4 = splat(0xF);
     for i in 0..nb {
         let b = src.add(20 * i);
@@ -289,10 +315,10 @@ unsafe fn q4_1_avx2<const NT: bool>(src: *const u8, dst: *mut f32, nb: usize) {
         let m = h_bcast(b.add(2));
         let x0 = u8x8(b.add(4));
         let x1 = u8x8(b.add(12));
-        st::<NT>(y, mul_add(fl(and(x0, m4)), d, m));
-        st::<NT>(y.add(8), mul_add(fl(and(x1, m4)), d, m));
-        st::<NT>(y.add(16), mul_add(fl(_mm256_srli_epi32(x0, 4)), d, m));
-        st::<NT>(y.add(24), mul_add(fl(_mm256_srli_epi32(x1, 4)), d, m));
+        st::<ST>(y, mul_add(fl(and(x0, m4)), d, m));
+        st::<ST>(y.add(8), mul_add(fl(and(x1, m4)), d, m));
+        st::<ST>(y.add(16), mul_add(fl(_mm256_srli_epi32(x0, 4)), d, m));
+        st::<ST>(y.add(24), mul_add(fl(_mm256_srli_epi32(x1, 4)), d, m));
     }
 }
 
@@ -315,7 +341,7 @@ fn q5_high_bits(qh: u32) -> [__m256i; 4] {
 
 /// Q5_0: `d: f16 @0, qh: u32 @2, qs[16] @6`; `y = (q - 16) * d`.
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn q5_0_avx2<const NT: bool>(src: *const u8, dst: *mut f32, nb: usize) {
+unsafe fn q5_0_avx2<const ST: u8>(src: *const u8, dst: *mut f32, nb: usize) {
     let (m4, sixteen) = (splat(0xF), splat(16));
     for i in 0..nb {
         let b = src.add(22 * i);
@@ -326,14 +352,14 @@ unsafe fn q5_0_avx2<const NT: bool>(src: *const u8, dst: *mut f32, nb: usize) {
         let x1 = u8x8(b.add(14));
         let q = [and(x0, m4), and(x1, m4), _mm256_srli_epi32(x0, 4), _mm256_srli_epi32(x1, 4)];
         for k in 0..4 {
-            st::<NT>(y.add(8 * k), mul(fl(_mm256_sub_epi32(or(q[k], h[k]), sixteen)), d));
+            st::<ST>(y.add(8 * k), mul(fl(_mm256_sub_epi32(or(q[k], h[k]), sixteen)), d));
         }
     }
 }
 
 /// Q5_1: `d: f16 @0, m: f16 @2, qh: u32 @4, qs[16] @8`; `y = q * d + m`.
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn q5_1_avx2<const NT: bool>(src: *const u8, dst: *mut f32, nb: usize) {
+unsafe fn q5_1_avx2<const ST: u8>(src: *const u8, dst: *mut f32, nb: usize) {
     let m4 = splat(0xF);
     for i in 0..nb {
         let b = src.add(24 * i);
@@ -345,20 +371,20 @@ unsafe fn q5_1_avx2<const NT: bool>(src: *const u8, dst: *mut f32, nb: usize) {
         let x1 = u8x8(b.add(16));
         let q = [and(x0, m4), and(x1, m4), _mm256_srli_epi32(x0, 4), _mm256_srli_epi32(x1, 4)];
         for k in 0..4 {
-            st::<NT>(y.add(8 * k), mul_add(fl(or(q[k], h[k])), d, m));
+            st::<ST>(y.add(8 * k), mul_add(fl(or(q[k], h[k])), d, m));
         }
     }
 }
 
 /// Q8_0: `d: f16 @0, qs: i8[32] @2`; `y = q * d`.
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn q8_0_avx2<const NT: bool>(src: *const u8, dst: *mut f32, nb: usize) {
+unsafe fn q8_0_avx2<const ST: u8>(src: *const u8, dst: *mut f32, nb: usize) {
     for i in 0..nb {
         let b = src.add(34 * i);
         let y = dst.add(32 * i);
         let d = h_bcast(b);
         for k in 0..4 {
-            st::<NT>(y.add(8 * k), mul(fl(i8x8(b.add(2 + 8 * k))), d));
+            st::<ST>(y.add(8 * k), mul(fl(i8x8(b.add(2 + 8 * k))), d));
         }
     }
 }
@@ -366,7 +392,7 @@ unsafe fn q8_0_avx2<const NT: bool>(src: *const u8, dst: *mut f32, nb: usize) {
 /// Q2_K: `scales[16] @0, qs[64] @16, d: f16 @80, dmin: f16 @82`.
 /// Weight `128h + 32j + l` is `(qs[32h + l] >> 2j) & 3`, in sub-block `8h + 2j + l/16`.
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn q2_k_avx2<const NT: bool>(src: *const u8, dst: *mut f32, nb: usize) {
+unsafe fn q2_k_avx2<const ST: u8>(src: *const u8, dst: *mut f32, nb: usize) {
     let three = splat(3);
     for i in 0..nb {
         let b = src.add(84 * i);
@@ -386,7 +412,7 @@ unsafe fn q2_k_avx2<const NT: bool>(src: *const u8, dst: *mut f32, nb: usize) {
                     let q = and(shr(x, 2 * j as i32), three);
                     let s = (2 * j + g / 2) as i32;
                     let v = mul_sub(lane(dl[h], s), fl(q), lane(ml[h], s));
-                    st::<NT>(y.add(128 * h + 32 * j + 8 * g), v);
+                    st::<ST>(y.add(128 * h + 32 * j + 8 * g), v);
                 }
             }
         }
@@ -397,7 +423,7 @@ unsafe fn q2_k_avx2<const NT: bool>(src: *const u8, dst: *mut f32, nb: usize) {
 /// Weight `128h + 32j + l`: low bits `(qs[32h + l] >> 2j) & 3`, minus 4 unless bit `4h + j` of
 /// `hmask[l]` is set; scale `d * (s - 32)` of sub-block `8h + 2j + l/16`.
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn q3_k_avx2<const NT: bool>(src: *const u8, dst: *mut f32, nb: usize) {
+unsafe fn q3_k_avx2<const ST: u8>(src: *const u8, dst: *mut f32, nb: usize) {
     let (three, four) = (splat(3), splat(4));
     let (n4, n2) = (0x0F0F_0F0Fu32, 0x0303_0303u32);
     for i in 0..nb {
@@ -426,7 +452,7 @@ unsafe fn q3_k_avx2<const NT: bool>(src: *const u8, dst: *mut f32, nb: usize) {
                     let high = and(shr(hm, (4 * h + j) as i32), four);
                     let q = _mm256_sub_epi32(or(low, high), four);
                     let v = mul(lane(dl[h], (2 * j + g / 2) as i32), fl(q));
-                    st::<NT>(y.add(128 * h + 32 * j + 8 * g), v);
+                    st::<ST>(y.add(128 * h + 32 * j + 8 * g), v);
                 }
             }
         }
@@ -447,7 +473,7 @@ unsafe fn k4_scales(p: *const u8) -> (u64, u64) {
 /// Q4_K: `d: f16 @0, dmin: f16 @2, scales[12] @4, qs[128] @16`. Chunk c of 64 weights: low
 /// nibbles of `qs[32c..32c+32]` with sub-block 2c, high nibbles with 2c + 1.
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn q4_k_avx2<const NT: bool>(src: *const u8, dst: *mut f32, nb: usize) {
+unsafe fn q4_k_avx2<const ST: u8>(src: *const u8, dst: *mut f32, nb: usize) {
     let m4 = splat(0xF);
     for i in 0..nb {
         let b = src.add(144 * i);
@@ -462,8 +488,8 @@ unsafe fn q4_k_avx2<const NT: bool>(src: *const u8, dst: *mut f32, nb: usize) {
             let (d2, m2) = (lane(dv, 2 * c as i32 + 1), lane(mv, 2 * c as i32 + 1));
             for g in 0..4 {
                 let x = u8x8(b.add(16 + 32 * c + 8 * g));
-                st::<NT>(y.add(64 * c + 8 * g), mul_sub(d1, fl(and(x, m4)), m1));
-                st::<NT>(y.add(64 * c + 32 + 8 * g), mul_sub(d2, fl(_mm256_srli_epi32(x, 4)), m2));
+                st::<ST>(y.add(64 * c + 8 * g), mul_sub(d1, fl(and(x, m4)), m1));
+                st::<ST>(y.add(64 * c + 32 + 8 * g), mul_sub(d2, fl(_mm256_srli_epi32(x, 4)), m2));
             }
         }
     }
@@ -472,7 +498,7 @@ unsafe fn q4_k_avx2<const NT: bool>(src: *const u8, dst: *mut f32, nb: usize) {
 /// Q5_K: `d: f16 @0, dmin: f16 @2, scales[12] @4, qh[32] @16, qs[128] @48`. As Q4_K, plus bit 2c
 /// (low half) or 2c + 1 (high half) of `qh[l]` as the fifth bit.
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn q5_k_avx2<const NT: bool>(src: *const u8, dst: *mut f32, nb: usize) {
+unsafe fn q5_k_avx2<const ST: u8>(src: *const u8, dst: *mut f32, nb: usize) {
     let (m4, b4) = (splat(0xF), splat(0x10));
     for i in 0..nb {
         let b = src.add(176 * i);
@@ -496,8 +522,8 @@ unsafe fn q5_k_avx2<const NT: bool>(src: *const u8, dst: *mut f32, nb: usize) {
                 let x = u8x8(b.add(48 + 32 * c + 8 * g));
                 let lo = or(and(x, m4), and(shr(h, 2 * c as i32), b4));
                 let hi = or(_mm256_srli_epi32(x, 4), and(shr(h, 2 * c as i32 + 1), b4));
-                st::<NT>(y.add(64 * c + 8 * g), mul_sub(d1, fl(lo), m1));
-                st::<NT>(y.add(64 * c + 32 + 8 * g), mul_sub(d2, fl(hi), m2));
+                st::<ST>(y.add(64 * c + 8 * g), mul_sub(d1, fl(lo), m1));
+                st::<ST>(y.add(64 * c + 32 + 8 * g), mul_sub(d2, fl(hi), m2));
             }
         }
     }
@@ -505,7 +531,7 @@ unsafe fn q5_k_avx2<const NT: bool>(src: *const u8, dst: *mut f32, nb: usize) {
 
 /// Q6_K: `ql[128] @0, qh[64] @128, scales: i8[16] @192, d: f16 @208`; `y = (d * sc) * q`.
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn q6_k_avx2<const NT: bool>(src: *const u8, dst: *mut f32, nb: usize) {
+unsafe fn q6_k_avx2<const ST: u8>(src: *const u8, dst: *mut f32, nb: usize) {
     let (m4, m30, off) = (splat(0xF), splat(0x30), splat(32));
     for i in 0..nb {
         let b = src.add(210 * i);
@@ -526,7 +552,7 @@ unsafe fn q6_k_avx2<const NT: bool>(src: *const u8, dst: *mut f32, nb: usize) {
                 let q = [q1, q2, q3, q4];
                 for k in 0..4 {
                     let v = mul(lane(ds[h], is + 2 * k as i32), fl(_mm256_sub_epi32(q[k], off)));
-                    st::<NT>(y.add(32 * k + 8 * g), v);
+                    st::<ST>(y.add(32 * k + 8 * g), v);
                 }
             }
         }
@@ -536,15 +562,15 @@ unsafe fn q6_k_avx2<const NT: bool>(src: *const u8, dst: *mut f32, nb: usize) {
 /// F16: 16 values at a time through F16C; any 16 holding a NaN go through the portable
 /// conversion, which keeps signalling NaNs signalling (F16C would quiet them).
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn f16_avx2<const NT: bool>(src: *const u8, dst: *mut f32, n: usize) {
+unsafe fn f16_avx2<const ST: u8>(src: *const u8, dst: *mut f32, n: usize) {
     let (abs, inf) = (_mm256_set1_epi16(0x7FFF), _mm256_set1_epi16(0x7C00));
     let mut i = 0;
     while i + 16 <= n {
         let v = _mm256_loadu_si256(src.add(2 * i).cast::<__m256i>());
         let nan = _mm256_cmpgt_epi16(_mm256_and_si256(v, abs), inf);
         if _mm256_testz_si256(nan, nan) != 0 {
-            st::<NT>(dst.add(i), _mm256_cvtph_ps(_mm256_castsi256_si128(v)));
-            st::<NT>(dst.add(i + 8), _mm256_cvtph_ps(_mm256_extracti128_si256(v, 1)));
+            st::<ST>(dst.add(i), _mm256_cvtph_ps(_mm256_castsi256_si128(v)));
+            st::<ST>(dst.add(i + 8), _mm256_cvtph_ps(_mm256_extracti128_si256(v, 1)));
         } else {
             f16_scalar(src.add(2 * i), dst.add(i), 16);
         }
@@ -563,11 +589,11 @@ unsafe fn f16_scalar(src: *const u8, dst: *mut f32, n: usize) {
 
 /// BF16: each value shifted into the upper half of an f32.
 #[target_feature(enable = "avx2")]
-unsafe fn bf16_avx2<const NT: bool>(src: *const u8, dst: *mut f32, n: usize) {
+unsafe fn bf16_avx2<const ST: u8>(src: *const u8, dst: *mut f32, n: usize) {
     let mut i = 0;
     while i + 8 <= n {
         let v = _mm256_cvtepu16_epi32(_mm_loadu_si128(src.add(2 * i).cast::<__m128i>()));
-        st::<NT>(dst.add(i), _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)));
+        st::<ST>(dst.add(i), _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)));
         i += 8;
     }
     for k in i..n {
