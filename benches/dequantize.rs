@@ -174,7 +174,7 @@ fn threads(c: &mut Criterion) {
         return;
     }
     let quick = std::env::var_os("REALIZAR_BENCH_QUICK").is_some();
-    let ns: &[usize] = if quick { &[1 << 16] } else { &[1 << 12, 1 << 14, 1 << 16, 1 << 18, 1 << 20, LARGE] };
+    let ns: &[usize] = if quick { &[1 << 16] } else { &[1 << 14, 1 << 16, 1 << 17, 1 << 18, 1 << 19, 1 << 20, LARGE] };
     for q in [QuantType::Q8_0, QuantType::Q4_K, QuantType::Q6_K] {
         for &n in ns {
             let src = input(q, n);
