@@ -164,14 +164,11 @@ block_decoder!(
     bf16 => bf16_avx2, 2, 1
 );
 
-/// F32: a copy of the little-endian bytes (x86-64 is little-endian).
-fn f32_copy(src: &[u8], dst: &mut [f32]) {
-    let n = src.len() / 4;
-    assert!(dst.len() >= n, "output too short for {n} values");
-    // SAFETY: `n * 4` bytes are read from `src` and written to `dst` (checked above); a `&mut`
-    // slice never overlaps a shared one; any bit pattern is a valid f32.
-    unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr().cast::<u8>(), n * 4) }
-}
+block_decoder!(
+    /// F32: a copy of the little-endian bytes (x86-64 is little-endian). An explicit vector loop:
+    /// glibc's `memcpy` (`rep movsb`) ran at 2 GB/s for 256 KiB on this project's Zen 3 VM.
+    f32_copy => f32_avx2, 4, 1
+);
 
 // ---------------------------------------------------------------------------------------------
 // Helpers. All `#[inline]` with the same target features, so they inline into the kernels.
@@ -586,6 +583,22 @@ unsafe fn f16_avx2<const ST: u8>(src: *const u8, dst: *mut f32, n: usize) {
 unsafe fn f16_scalar(src: *const u8, dst: *mut f32, n: usize) {
     for k in 0..n {
         *dst.add(k) = fp16_to_f32(src.add(2 * k).cast::<u16>().read_unaligned());
+    }
+}
+
+/// F32: 8 values at a time, copied.
+#[target_feature(enable = "avx2")]
+unsafe fn f32_avx2<const ST: u8>(src: *const u8, dst: *mut f32, n: usize) {
+    let mut i = 0;
+    while i + 16 <= n {
+        let a = _mm256_loadu_ps(src.add(4 * i).cast::<f32>());
+        let b = _mm256_loadu_ps(src.add(4 * i + 32).cast::<f32>());
+        st::<ST>(dst.add(i), a);
+        st::<ST>(dst.add(i + 8), b);
+        i += 16;
+    }
+    for k in i..n {
+        *dst.add(k) = src.add(4 * k).cast::<f32>().read_unaligned();
     }
 }
 
