@@ -156,7 +156,7 @@ fn stream(c: &mut Criterion) {
             kernels::avx2::set_stream_min_bytes(kernels::avx2::STREAM_MIN_BYTES);
             g.finish();
         };
-        let all = [("plain", usize::MAX, 0), ("stream32", 0, 0), ("stream16", 0, 4)];
+        let all = [("plain", usize::MAX, 0), ("stream32", 0, 0)];
         for q in [QuantType::Q4_0, QuantType::Q8_0, QuantType::Q4_K, QuantType::Q6_K, QuantType::BF16] {
             one(format!("stream/{q}/64Mi"), q, LARGE, &all);
         }

@@ -204,8 +204,8 @@ fn every_kernel_and_thread_count_equals_portable() {
     }
 }
 
-/// Outputs past the streaming-store threshold: 32-byte aligned (32-byte streaming stores), 16-byte
-/// aligned (16-byte streaming stores) and 4-byte aligned (plain stores).
+/// Outputs past the streaming-store threshold (decoded through a staging buffer, streamed out),
+/// 32-, 16- and 4-byte aligned.
 #[test]
 fn large_outputs_with_streaming_stores_equal_portable() {
     #[cfg(target_arch = "x86_64")]

@@ -10,7 +10,7 @@
 //! (see `formats::fp16_to_f32`): its kernel takes the portable path for any 16 values holding a NaN.
 //!
 //! Loads are unaligned and never reach past the input; each block is read only inside its own
-//! bytes. Outputs of at least [`STREAM_MIN_BYTES`] (per call, so per thread) that are 16-byte
+//! bytes. Outputs of at least [`STREAM_MIN_BYTES`] (per call, so per thread) that are 32-byte
 //! aligned are written with non-temporal stores, which skip reading the destination lines into the
 //! cache first; the values written are the same.
 
@@ -24,10 +24,10 @@ use crate::formats::{fp16_to_f32, DecodeFn};
 use crate::QuantType;
 
 /// Outputs (per call, so per thread) at least this large are written with streaming stores when
-/// 16-byte aligned. Measured with `cargo bench --bench dequantize -- stream` on the 2-core EPYC
-/// (Zen 3, 512 KiB L2 per core, 32 MiB L3) this project runs on, Q8_0, one thread, streaming over
-/// plain stores: 4 MiB 0.65x, 8 MiB 1.9x, 16 MiB 2.1x, 32 MiB 1.5x; at 256 MiB 1.2x to 1.9x
-/// depending on the format (32-byte streaming stores), 1.0x to 1.7x (pairs of 16-byte ones).
+/// 32-byte aligned. Measured with `cargo bench --bench dequantize -- stream` on the 2-core EPYC VM
+/// (Zen 3, 512 KiB L2 per core, 32 MiB L3, shared and noisy) this project runs on, Q8_0, one
+/// thread, streaming over plain stores: 4 MiB 0.3-0.65x, 8 MiB 1.0-1.9x, 16 MiB 2.1-4x, 32 MiB
+/// 1.0-1.5x; at 256 MiB 1.1-2.1x depending on the format and the run.
 pub const STREAM_MIN_BYTES: usize = 8 << 20;
 
 /// The threshold in force ([`STREAM_MIN_BYTES`] unless changed, which only benchmarks do).
@@ -70,18 +70,13 @@ pub fn decoder(qtype: QuantType) -> Option<DecodeFn> {
 const PLAIN: u8 = 0;
 /// 32-byte streaming stores (the output is 32-byte aligned).
 const STREAM32: u8 = 1;
-/// Pairs of 16-byte streaming stores (the output is 16-byte aligned, as NumPy's large arrays are).
-const STREAM16: u8 = 2;
 
-/// How to write `dst`: streaming stores for large outputs aligned enough for them.
+/// How to write `dst`: streaming stores for large 32-byte aligned outputs. (Outputs that are only
+/// 16-byte aligned, as NumPy's large arrays are, get plain stores: pairs of 16-byte streaming
+/// stores and staging through an L1 buffer both measured between 0.6x and 1.7x of plain stores.)
 fn store_kind(dst: &[f32]) -> u8 {
-    let addr = dst.as_ptr() as usize;
-    if std::mem::size_of_val(dst) < STREAM_MIN.load(Ordering::Relaxed) {
-        PLAIN
-    } else if addr % 32 == 0 {
+    if std::mem::size_of_val(dst) >= STREAM_MIN.load(Ordering::Relaxed) && (dst.as_ptr() as usize) % 32 == 0 {
         STREAM32
-    } else if addr % 16 == 0 {
-        STREAM16
     } else {
         PLAIN
     }
@@ -99,16 +94,11 @@ macro_rules! block_decoder {
             // both checked above.
             unsafe {
                 let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
-                match store_kind(dst) {
-                    PLAIN => $kernel::<PLAIN>(s, d, nb),
-                    STREAM32 => {
-                        $kernel::<STREAM32>(s, d, nb);
-                        _mm_sfence();
-                    }
-                    _ => {
-                        $kernel::<STREAM16>(s, d, nb);
-                        _mm_sfence();
-                    }
+                if store_kind(dst) == STREAM32 {
+                    $kernel::<STREAM32>(s, d, nb);
+                    _mm_sfence();
+                } else {
+                    $kernel::<PLAIN>(s, d, nb);
                 }
             }
         }
@@ -173,18 +163,14 @@ block_decoder!(
 // ---------------------------------------------------------------------------------------------
 // Helpers. All `#[inline]` with the same target features, so they inline into the kernels.
 
-/// Stores 8 floats at `p`: unaligned ([`PLAIN`]), or streaming to a 32-byte ([`STREAM32`]) or
-/// 16-byte ([`STREAM16`]) aligned `p`.
+/// Stores 8 floats at `p`: unaligned ([`PLAIN`]), or streaming to a 32-byte aligned `p`.
 #[target_feature(enable = "avx2")]
 #[inline]
 unsafe fn st<const ST: u8>(p: *mut f32, v: __m256) {
-    match ST {
-        PLAIN => _mm256_storeu_ps(p, v),
-        STREAM32 => _mm256_stream_ps(p, v),
-        _ => {
-            _mm_stream_ps(p, _mm256_castps256_ps128(v));
-            _mm_stream_ps(p.add(4), _mm256_extractf128_ps(v, 1));
-        }
+    if ST == STREAM32 {
+        _mm256_stream_ps(p, v)
+    } else {
+        _mm256_storeu_ps(p, v)
     }
 }
 
@@ -404,11 +390,12 @@ unsafe fn q2_k_avx2<const ST: u8>(src: *const u8, dst: *mut f32, nb: usize) {
         // Per half h: the 8 sub-block scales d * sc and mins dmin * m, as the scalar code rounds them.
         let dl = [mul(d, bytes_f32(s_lo & nib)), mul(d, bytes_f32(s_hi & nib))];
         let ml = [mul(dmin, bytes_f32((s_lo >> 4) & nib)), mul(dmin, bytes_f32((s_hi >> 4) & nib))];
+        // Output in order (h, j, g), so that streaming stores fill whole lines one after another.
         for h in 0..2 {
-            for g in 0..4 {
-                let x = u8x8(b.add(16 + 32 * h + 8 * g));
-                for j in 0..4 {
-                    let q = and(shr(x, 2 * j as i32), three);
+            let x: [__m256i; 4] = [0, 8, 16, 24].map(|o| u8x8(b.add(16 + 32 * h + o)));
+            for j in 0..4 {
+                for g in 0..4 {
+                    let q = and(shr(x[g], 2 * j as i32), three);
                     let s = (2 * j + g / 2) as i32;
                     let v = mul_sub(lane(dl[h], s), fl(q), lane(ml[h], s));
                     st::<ST>(y.add(128 * h + 32 * j + 8 * g), v);
@@ -442,13 +429,14 @@ unsafe fn q3_k_avx2<const ST: u8>(src: *const u8, dst: *mut f32, nb: usize) {
             mul(d, _mm256_sub_ps(bytes_f32(s[0] as u64 | (s[1] as u64) << 32), thirty_two)),
             mul(d, _mm256_sub_ps(bytes_f32(s[2] as u64 | (s[3] as u64) << 32), thirty_two)),
         ];
-        for g in 0..4 {
-            let hm = _mm256_slli_epi32(u8x8(b.add(8 * g)), 2);
-            for h in 0..2 {
-                let x = u8x8(b.add(32 + 32 * h + 8 * g));
-                for j in 0..4 {
-                    let low = and(shr(x, 2 * j as i32), three);
-                    let high = and(shr(hm, (4 * h + j) as i32), four);
+        // Output in order (h, j, g), so that streaming stores fill whole lines one after another.
+        let hm: [__m256i; 4] = [0, 8, 16, 24].map(|o| _mm256_slli_epi32(u8x8(b.add(o)), 2));
+        for h in 0..2 {
+            let x: [__m256i; 4] = [0, 8, 16, 24].map(|o| u8x8(b.add(32 + 32 * h + o)));
+            for j in 0..4 {
+                for g in 0..4 {
+                    let low = and(shr(x[g], 2 * j as i32), three);
+                    let high = and(shr(hm[g], (4 * h + j) as i32), four);
                     let q = _mm256_sub_epi32(or(low, high), four);
                     let v = mul(lane(dl[h], (2 * j + g / 2) as i32), fl(q));
                     st::<ST>(y.add(128 * h + 32 * j + 8 * g), v);
