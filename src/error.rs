@@ -19,15 +19,30 @@ pub enum Error {
         "{qtype} data must be a multiple of {block_bytes} bytes (one block of {block_weights} weights), \
          got {len} bytes ({remainder} bytes left over)"
     )]
-    BadInputLength { qtype: QuantType, block_bytes: usize, block_weights: usize, len: usize, remainder: usize },
+    BadInputLength {
+        qtype: QuantType,
+        block_bytes: usize,
+        block_weights: usize,
+        len: usize,
+        remainder: usize,
+    },
 
     /// The output slice does not have exactly the number of weights the input decodes to.
     #[error("output holds {actual} values but {qtype} input of {input_bytes} bytes decodes to {expected}")]
-    BadOutputLength { qtype: QuantType, input_bytes: usize, expected: usize, actual: usize },
+    BadOutputLength {
+        qtype: QuantType,
+        input_bytes: usize,
+        expected: usize,
+        actual: usize,
+    },
 
     /// The input to a quantizer is not a whole number of blocks / rows.
     #[error("{what}: got {len} values, which is not a multiple of {multiple}")]
-    BadValueCount { what: String, len: usize, multiple: usize },
+    BadValueCount {
+        what: String,
+        len: usize,
+        multiple: usize,
+    },
 
     /// Generic invalid argument (with the reason spelled out).
     #[error("{0}")]

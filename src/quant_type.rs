@@ -155,7 +155,11 @@ impl QuantType {
 
     /// "F32 (0), F16 (1), ..." for error messages.
     pub fn supported_list() -> String {
-        Self::ALL.iter().map(|t| format!("{} ({})", t.name(), t.ggml_id())).collect::<Vec<_>>().join(", ")
+        Self::ALL
+            .iter()
+            .map(|t| format!("{} ({})", t.name(), t.ggml_id()))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -226,13 +230,7 @@ mod tests {
         let e = QuantType::Q6_K.weights_in(421).unwrap_err();
         assert_eq!(
             e,
-            Error::BadInputLength {
-                qtype: QuantType::Q6_K,
-                block_bytes: 210,
-                block_weights: 256,
-                len: 421,
-                remainder: 1
-            }
+            Error::BadInputLength { qtype: QuantType::Q6_K, block_bytes: 210, block_weights: 256, len: 421, remainder: 1 }
         );
         assert!(e.to_string().contains("421") && e.to_string().contains("210"));
     }
