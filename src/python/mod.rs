@@ -101,9 +101,9 @@ fn writable_f32<'a, 'py>(out: &'a Bound<'py, PyAny>, n: usize) -> PyResult<&'a B
         let tyname = out.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
         PyTypeError::new_err(format!("out must be a numpy.ndarray of dtype float32, not {tyname}"))
     })?;
-    let arr = out
-        .cast::<PyArrayDyn<f32>>()
-        .map_err(|_| PyTypeError::new_err(format!("out must have dtype float32, got {}", untyped.dtype())))?;
+    let arr = out.cast::<PyArrayDyn<f32>>().map_err(|_| {
+        PyTypeError::new_err(format!("out must have dtype float32, got {}", untyped.dtype()))
+    })?;
     if !arr.is_c_contiguous() {
         return Err(PyValueError::new_err(format!(
             "out must be C-contiguous; got an array with shape {:?} and strides {:?}",
