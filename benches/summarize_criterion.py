@@ -95,7 +95,8 @@ def main() -> int:
             cells = [f"plain {pl:.2f}"]
             for v in ("stream32", "stream16"):
                 x = r.get(f"stream/{f}/64Mi/{v}", 0.0)
-                cells.append(f"{v} {x:.2f} ({x / pl if pl else 0:.2f}x)")
+                if x:
+                    cells.append(f"{v} {x:.2f} ({x / pl if pl else 0:.2f}x)")
             print(f"| {f} | " + " | ".join(cells) + " |")
     sizes = sorted({int(k.split("/")[2]) for k in r if k.startswith("stream_size/")})
     if sizes:
