@@ -18,6 +18,7 @@
 
 pub mod error;
 pub mod formats;
+pub mod gguf;
 pub mod kernels;
 pub mod parallel;
 pub mod quant_type;

@@ -6,7 +6,13 @@ use crate::QuantType;
 
 /// Outputs smaller than this many weights are decoded on the calling thread when the caller
 /// leaves the thread count to realizar: below it, waking a second thread costs more than it gains.
-pub const AUTO_THREADS_MIN_WEIGHTS: usize = 1 << 18;
+///
+/// Measured with `cargo bench --bench dequantize -- threads` on the project's 2-core EPYC VM
+/// (shared, load 7-9), 2 threads over 1 (Q4_K / Q6_K / Q8_0): 64Ki weights 0.2-0.6x, 128Ki
+/// 0.7-0.9x, 256Ki 0.8-1.3x, 512Ki 0.8-1.5x, 1Mi 0.8-1.7x. Waking a pool thread costs 10-30 us
+/// there, about what one thread needs for 128Ki-256Ki weights, so the second thread pays from
+/// about 512Ki weights (2 MiB of output) on.
+pub const AUTO_THREADS_MIN_WEIGHTS: usize = 1 << 19;
 
 /// Number of threads realizar uses for `n_weights` when asked for `requested` (0 = automatic).
 pub fn threads_for(n_weights: usize, requested: usize) -> usize {
@@ -28,10 +34,19 @@ pub fn run(decode: DecodeFn, qtype: QuantType, src: &[u8], dst: &mut [f32], thre
         decode(src, dst);
         return;
     }
-    let per = nblocks.div_ceil(threads);
-    rayon::scope(|s| {
-        for (src, dst) in src.chunks(per * bb).zip(dst.chunks_mut(per * bw)) {
+    // Whole 64-byte lines of output per chunk (16 weights), so that each thread's output starts
+    // as aligned as the whole (the streaming stores need 32-byte aligned outputs).
+    let per = nblocks.div_ceil(threads).next_multiple_of((16 / bw).max(1));
+    // The calling thread decodes the first chunk itself while the pool takes the others: one
+    // wake-up less than handing everything to the pool (`rayon::scope` from a non-pool thread).
+    rayon::in_place_scope(|s| {
+        let mut chunks = src.chunks(per * bb).zip(dst.chunks_mut(per * bw));
+        let first = chunks.next();
+        for (src, dst) in chunks {
             s.spawn(move |_| decode(src, dst));
+        }
+        if let Some((src, dst)) = first {
+            decode(src, dst);
         }
     });
 }

@@ -103,6 +103,23 @@ pub fn fast_encoder(qtype: QuantType) -> EncodeFn {
     }
 }
 
+/// The fastest importance-weighted encoder of a type for this CPU and the active kernel (the same
+/// bytes as [`imatrix_encoder`]).
+pub fn fast_imatrix_encoder(qtype: QuantType) -> Option<ImatrixEncodeFn> {
+    Some(match qtype {
+        QuantType::Q4_0 => formats::q4_0::quantize_row_imatrix_fast,
+        QuantType::Q4_1 => formats::q4_1::quantize_row_imatrix_fast,
+        QuantType::Q5_0 => formats::q5_0::quantize_row_imatrix_fast,
+        QuantType::Q5_1 => formats::q5_1::quantize_row_imatrix_fast,
+        QuantType::Q2_K => formats::q2_k::quantize_row_imatrix_fast,
+        QuantType::Q3_K => formats::q3_k::quantize_row_imatrix_fast,
+        QuantType::Q4_K => formats::q4_k::quantize_row_imatrix_fast,
+        QuantType::Q5_K => formats::q5_k::quantize_row_imatrix_fast,
+        QuantType::Q6_K => formats::q6_k::quantize_row_imatrix_fast,
+        _ => return imatrix_encoder(qtype),
+    })
+}
+
 /// The importance-weighted encoder of a type, or `None` where ggml ignores the importance matrix.
 pub fn imatrix_encoder(qtype: QuantType) -> Option<ImatrixEncodeFn> {
     Some(match qtype {
@@ -224,21 +241,22 @@ pub fn quantize_rows_into_with(x: &[f32], qtype: QuantType, out: &mut [u8], opts
     let row_bytes = n_per_row / bs * qtype.type_size();
     let nrows = n / n_per_row;
     let threads = crate::parallel::threads_for(n, opts.threads);
-    // The finiteness check runs chunk by chunk right before each chunk is encoded, while the chunk
-    // is in cache (a separate pass over the input would cost as much as the encoding itself).
-    // On error the output is left partly written.
-    let bad = match (opts.imatrix, imatrix_encoder(qtype)) {
+    // The finiteness check runs chunk by chunk right after each chunk is encoded, while the chunk
+    // is in cache (a separate pass over the input would cost as much as the encoding itself); the
+    // encoders are safe (if meaningless) on NaN and infinities. On error the output is left partly
+    // written.
+    let bad = match (opts.imatrix, fast_imatrix_encoder(qtype)) {
         (Some(qw), Some(enc)) => {
             let rows_per_chunk = (CHECK_CHUNK / n_per_row).max(1);
             let run = |x: &[f32], out: &mut [u8], base: usize| -> Option<(usize, f32)> {
                 for (ci, (xc, oc)) in
                     x.chunks(rows_per_chunk * n_per_row).zip(out.chunks_mut(rows_per_chunk * row_bytes)).enumerate()
                 {
-                    if let Some((i, v)) = first_non_finite(xc) {
-                        return Some((base + ci * rows_per_chunk * n_per_row + i, v));
-                    }
                     for (row, dst) in xc.chunks_exact(n_per_row).zip(oc.chunks_exact_mut(row_bytes)) {
                         enc(row, qw, dst);
+                    }
+                    if let Some((i, v)) = first_non_finite(xc) {
+                        return Some((base + ci * rows_per_chunk * n_per_row + i, v));
                     }
                 }
                 None
@@ -253,10 +271,10 @@ pub fn quantize_rows_into_with(x: &[f32], qtype: QuantType, out: &mut [u8], opts
                 for (ci, (xc, oc)) in
                     x.chunks(blocks_per_chunk * bs).zip(out.chunks_mut(blocks_per_chunk * ts)).enumerate()
                 {
+                    enc(xc, oc);
                     if let Some((i, v)) = first_non_finite(xc) {
                         return Some((base + ci * blocks_per_chunk * bs + i, v));
                     }
-                    enc(xc, oc);
                 }
                 None
             };
@@ -351,6 +369,8 @@ mod tests {
                     5 => g.abs(),
                     6 => -g.abs(),
                     7 if r & 0x100 == 0 => 0.0,
+                    8 if r & 0x200 == 0 => f32::MIN_POSITIVE * g,
+                    9 if r & 0x200 == 0 => 1e-40 * g,
                     _ => g,
                 }
             })
@@ -375,6 +395,28 @@ mod tests {
                         &b[i * bs..(i + 1) * bs]
                     );
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn fast_imatrix_encoders_equal_reference() {
+        for seed in 1..4u64 {
+            let x = nasty(256 * 16, seed);
+            let qw: Vec<f32> = nasty(256 * 4, seed + 100).iter().map(|v| v.abs()).collect();
+            for &t in &QuantType::ALL {
+                let (Some(a_fn), Some(b_fn)) = (imatrix_encoder(t), fast_imatrix_encoder(t)) else { continue };
+                // 352 = 11 legacy blocks: one group of 8 in lanes and 3 left over.
+                let npr = if t.block_size() == 32 { 352 } else { 1024 };
+                let n = encoded_len(t, 4 * npr).unwrap();
+                let rb = n / 4;
+                let (mut a, mut b) = (vec![0u8; n], vec![0u8; n]);
+                for r in 0..4 {
+                    let row = &x[r * npr..(r + 1) * npr];
+                    a_fn(row, &qw[..npr], &mut a[r * rb..(r + 1) * rb]);
+                    b_fn(row, &qw[..npr], &mut b[r * rb..(r + 1) * rb]);
+                }
+                assert!(a == b, "{t} seed {seed}");
             }
         }
     }

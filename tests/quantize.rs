@@ -115,3 +115,43 @@ fn errors_are_reported() {
     let e = quantize::quantize_into(&ok, QuantType::Q6_K, &mut out).unwrap_err();
     assert!(matches!(e, Error::BadQuantizedLength { expected: 420, .. }), "{e}");
 }
+
+/// Non-finite input never panics in any encoder (they run before the check reports it) and the
+/// error names the first bad index, for every type, kernel and layout of the bad values.
+#[test]
+fn non_finite_input_is_reported_for_every_type_and_kernel() {
+    let base = rows(4096, 11);
+    let cases: [&[(usize, f32)]; 5] = [
+        &[(0, f32::NAN)],
+        &[(4095, f32::INFINITY)],
+        &[(700, f32::NEG_INFINITY), (701, f32::INFINITY), (300, f32::NAN)],
+        &[(33, f32::NAN), (34, f32::NAN), (35, f32::INFINITY)],
+        &[(1000, -f32::NAN)],
+    ];
+    for kernel in kernels::available() {
+        kernels::set_kernel(Some(kernel)).unwrap();
+        for t in QuantType::ALL {
+            for case in cases {
+                let mut x = base.clone();
+                for &(i, v) in case {
+                    x[i] = v;
+                }
+                // A whole block of NaN too.
+                if case.len() == 1 && case[0].0 == 1000 {
+                    x[1024..1280].fill(f32::NAN);
+                }
+                let first = x.iter().position(|v| !v.is_finite()).unwrap();
+                let qw: Vec<f32> = (0..1024).map(|i| (i % 5) as f32).collect();
+                for imatrix in [None, Some(qw.as_slice())] {
+                    let mut out = vec![0u8; encoded_len(t, x.len()).unwrap()];
+                    let opts = QuantizeOptions { n_per_row: Some(1024), imatrix, threads: 2 };
+                    match quantize_rows_into_with(&x, t, &mut out, opts) {
+                        Err(Error::NonFiniteValue { index, .. }) => assert_eq!(index, first, "{t} {kernel:?}"),
+                        other => panic!("{t} {kernel:?}: {other:?}"),
+                    }
+                }
+            }
+        }
+    }
+    kernels::set_kernel(None).unwrap();
+}

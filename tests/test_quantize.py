@@ -82,7 +82,7 @@ def test_bulk_matches_ggml_without_imatrix(
 @pytest.mark.parametrize("threads", THREADS)
 @pytest.mark.parametrize("t", BLOCK_TYPES)
 def test_bulk_matches_ggml_with_imatrix(
-    bulk: dict[str, npt.NDArray[np.generic]], t: str, threads: int
+    bulk: dict[str, npt.NDArray[np.generic]], t: str, threads: int, kernel: object
 ) -> None:
     x = bulk["x"].astype(np.float32)
     got = realizar.quantize(x, t, imatrix=bulk["imatrix"], threads=threads)
@@ -284,3 +284,36 @@ def test_error_bad_arguments() -> None:
         realizar.quantize(x, "q4_K", threads=0)
     with pytest.raises(RealizarError):
         realizar.quantize(x, "nope")
+
+
+@st.composite
+def _k_rows(draw: st.DrawFn) -> npt.NDArray[np.float32]:
+    nrows = draw(st.integers(1, 3))
+    scale = draw(st.sampled_from([1e-30, 1e-6, 1e-2, 1.0, 3e5, 1e30]))
+    arr = draw(hnp.arrays(np.float32, (nrows, 256), elements=_finite32 | _special))
+    mode = draw(st.integers(0, 2))
+    if mode == 1:
+        arr = (np.tanh(arr.astype(np.float64)) * scale).astype(np.float32)
+    elif mode == 2:  # a few distinct values: ties, constant sub-blocks, zeros
+        arr = (np.round(np.tanh(arr.astype(np.float64)) * 4) / 4 * scale).astype(np.float32)
+    return arr
+
+
+@pytest.mark.skipif(len(KERNELS) < 2, reason="only the scalar kernel on this CPU: nothing to compare")
+@settings(max_examples=200, deadline=None)
+@given(x=_k_rows(), t=st.sampled_from(BLOCK_TYPES), imat=st.integers(0, 2))
+def test_simd_encoders_equal_scalar_reference(x: npt.NDArray[np.float32], t: str, imat: int) -> None:
+    qw = None
+    if imat == 1:
+        qw = np.abs(x[0]) + np.float32(0.01)
+    elif imat == 2:
+        qw = (np.arange(x.shape[1]) % 7).astype(np.float32)  # zero weights included
+    before = realizar.kernel()
+    try:
+        realizar.set_kernel("scalar")
+        want = realizar.quantize(x, t, imatrix=qw)
+        for k in KERNELS[1:]:
+            realizar.set_kernel(k)
+            assert np.array_equal(realizar.quantize(x, t, imatrix=qw), want), k
+    finally:
+        realizar.set_kernel(before)

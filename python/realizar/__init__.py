@@ -12,15 +12,20 @@ from ._api import dequantize, weights_in
 from ._quantize import quantize
 from ._realizar import RealizarError, __version__, available_kernels, kernel, set_kernel
 from ._types import QuantType, QuantTypeLike
+from .gguf import GGUFError, GGUFFile, TensorInfo, load_gguf
 
 __all__ = [
+    "GGUFError",
+    "GGUFFile",
     "QuantType",
     "QuantTypeLike",
     "RealizarError",
+    "TensorInfo",
     "__version__",
     "available_kernels",
     "dequantize",
     "kernel",
+    "load_gguf",
     "quantize",
     "set_kernel",
     "weights_in",

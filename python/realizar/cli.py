@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import _realizar
+from . import _cli_gguf, _realizar
 from ._api import dequantize
 from ._types import QuantType
 
@@ -111,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--blocks", type=int, default=4, help="blocks per format (default: %(default)s)")
     p.set_defaults(func=cmd_demo)
+    _cli_gguf.add_parsers(sub)  # info, dequantize
 
     p = sub.add_parser("perplexity", help="perplexity of a GGUF llama/qwen2 model, optionally re-quantized",
                        description="Perplexity of a GGUF model (llama, qwen2) on pre-tokenized text, for the "
@@ -131,6 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
+    except _cli_gguf.UsageError as e:
+        parser.exit(2, f"realizar {args.command}: error: {e}\n")
     except (ValueError, OSError) as e:
         print(f"realizar: error: {e}", file=sys.stderr)
         return 1

@@ -121,6 +121,29 @@ pub(crate) mod avx2 {
         _mm_packus_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256::<1>(w))
     }
 
+    /// Two groups of 16 rows as 16 rows of pairs (for the `_g` searches with `G = 2`).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn pair<const N: usize>(h: &[[__m256; N]; 2]) -> [[__m256; 2]; N] {
+        let mut r = [[_mm256_setzero_ps(); 2]; N];
+        for i in 0..N {
+            r[i] = [h[0][i], h[1][i]];
+        }
+        r
+    }
+
+    /// The inverse of [`pair`].
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn unpair<const N: usize>(p: &[[__m256; 2]; N]) -> [[__m256; N]; 2] {
+        let mut r = [[_mm256_setzero_ps(); N]; 2];
+        for i in 0..N {
+            r[0][i] = p[i][0];
+            r[1][i] = p[i][1];
+        }
+        r
+    }
+
     /// Loads lanes `off..off + 8` of every row.
     #[inline]
     #[target_feature(enable = "avx2")]
@@ -154,6 +177,41 @@ pub(crate) mod avx2 {
         nstep: i32,
         use_mad: bool,
     ) -> (__m256, __m256) {
+        make_qkx::<N, false>(x, weights, lq, nmax, rmin, rdelta, nstep, use_mad)
+    }
+
+    /// `make_qkx3_quants` (with weights) on 8 sub-blocks of `N` values.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn make_qkx3<const N: usize>(
+        x: &[__m256; N],
+        weights: &[__m256; N],
+        lq: &mut [__m256; N],
+        nmax: i32,
+        rmin: f32,
+        rdelta: f32,
+        nstep: i32,
+        use_mad: bool,
+    ) -> (__m256, __m256) {
+        make_qkx::<N, true>(x, weights, lq, nmax, rmin, rdelta, nstep, use_mad)
+    }
+
+    /// The two searches differ only in the degenerate test (`max == min` / `max <= min`) and in
+    /// how a trial quant is formed (`clamp(nearest_int(v))` / `v > 0 ? nearest_int(min(v, nmax)) : 0`).
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn make_qkx<const N: usize, const QKX3: bool>(
+        x: &[__m256; N],
+        weights: &[__m256; N],
+        lq: &mut [__m256; N],
+        nmax: i32,
+        rmin: f32,
+        rdelta: f32,
+        nstep: i32,
+        use_mad: bool,
+    ) -> (__m256, __m256) {
         let zero = _mm256_setzero_ps();
         let mut min = x[0];
         let mut max = x[0];
@@ -168,7 +226,8 @@ pub(crate) mod avx2 {
             sum_x = _mm256_add_ps(sum_x, _mm256_mul_ps(w, v));
         }
         min = sel(_mm256_cmp_ps::<_CMP_GT_OQ>(min, zero), zero, min);
-        let degenerate = _mm256_cmp_ps::<_CMP_EQ_OQ>(max, min);
+        let degenerate =
+            if QKX3 { _mm256_cmp_ps::<_CMP_LE_OQ>(max, min) } else { _mm256_cmp_ps::<_CMP_EQ_OQ>(max, min) };
         let min0 = min;
         let nmaxf = _mm256_set1_ps(nmax as f32);
         let iscale = _mm256_div_ps(nmaxf, _mm256_sub_ps(max, min));
@@ -187,7 +246,13 @@ pub(crate) mod avx2 {
             let iscale = _mm256_div_ps(num, _mm256_sub_ps(max, min));
             let (mut sum_l, mut sum_l2, mut sum_xl) = (zero, zero, zero);
             for i in 0..N {
-                let lf = ni_clamp(_mm256_mul_ps(iscale, _mm256_sub_ps(x[i], min)), 0, nmax);
+                let v = _mm256_mul_ps(iscale, _mm256_sub_ps(x[i], min));
+                let lf = if QKX3 {
+                    let l = _mm256_cvtepi32_ps(ni(_mm256_min_ps(v, nmaxf)));
+                    _mm256_and_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(v, zero), l)
+                } else {
+                    ni_clamp(v, 0, nmax)
+                };
                 laux[i] = lf;
                 let wl = _mm256_mul_ps(weights[i], lf);
                 sum_l = _mm256_add_ps(sum_l, wl);
@@ -225,6 +290,372 @@ pub(crate) mod avx2 {
             min = sel(degenerate, min0, min);
         }
         (scale, _mm256_xor_ps(min, _mm256_set1_ps(-0.0)))
+    }
+
+    /// The importance-weighted search of 8 consecutive legacy blocks of 32 (one block per lane):
+    /// weights `qw * sqrt(sigma2 + x^2)`, then `make_qkx3_quants(32, nmax, .., -0.9, 0.05, 36)`
+    /// (`asym`, Q4_1 / Q5_1: returns d and `the_min`) or `make_qx_quants(32, nmax, .., 1, w)`
+    /// (Q4_0 / Q5_0: returns d). The quants of block `k` are `L[k]`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn legacy_imatrix8(
+        x: &[f32],
+        qw: &[f32],
+        sigma2: f32,
+        nmax: i32,
+        asym: bool,
+    ) -> ([f32; 8], [f32; 8], [[u8; 32]; 8]) {
+        let xv = load_rows(&super::transpose_in::<32, 8>(x), 0);
+        let qv = load_rows(&super::transpose_in::<32, 8>(qw), 0);
+        let s2 = _mm256_set1_ps(sigma2);
+        let mut w = [_mm256_setzero_ps(); 32];
+        for i in 0..32 {
+            w[i] = _mm256_mul_ps(qv[i], _mm256_sqrt_ps(_mm256_add_ps(s2, _mm256_mul_ps(xv[i], xv[i]))));
+        }
+        let mut lq = [_mm256_setzero_ps(); 32];
+        let (d, m) = if asym {
+            make_qkx3(&xv, &w, &mut lq, nmax, -0.9, 0.05, 36, false)
+        } else {
+            (make_qx(&xv, &w, &mut lq, nmax), _mm256_setzero_ps())
+        };
+        let mut l = [[0u8; 32]; 8];
+        for i in 0..32 {
+            let a = to_arr(lq[i]);
+            for k in 0..8 {
+                l[k][i] = a[k] as u8;
+            }
+        }
+        (to_arr(d), to_arr(m), l)
+    }
+
+    /// Helpers for `G` groups of 8 lanes: the groups are independent sets of sub-blocks,
+    /// interleaved so that their accumulation chains overlap in the pipeline.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn any<const G: usize>(m: &[__m256; G]) -> bool {
+        let mut r = 0;
+        for v in m {
+            r |= _mm256_movemask_ps(*v);
+        }
+        r != 0
+    }
+
+    /// [`make_qkx2`] / [`make_qkx3`] on `G` groups of 8 sub-blocks at once.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn make_qkx_g<const N: usize, const G: usize, const QKX3: bool>(
+        x: &[[__m256; G]; N],
+        weights: &[[__m256; G]; N],
+        lq: &mut [[__m256; G]; N],
+        nmax: i32,
+        rmin: f32,
+        rdelta: f32,
+        nstep: i32,
+        use_mad: bool,
+    ) -> ([__m256; G], [__m256; G]) {
+        let zero = _mm256_setzero_ps();
+        let mut min = x[0];
+        let mut max = x[0];
+        let mut sum_w = weights[0];
+        let mut sum_x = [zero; G];
+        for g in 0..G {
+            sum_x[g] = _mm256_mul_ps(sum_w[g], x[0][g]);
+        }
+        for i in 1..N {
+            for g in 0..G {
+                let v = x[i][g];
+                min[g] = sel(_mm256_cmp_ps::<_CMP_LT_OQ>(v, min[g]), v, min[g]);
+                max[g] = sel(_mm256_cmp_ps::<_CMP_GT_OQ>(v, max[g]), v, max[g]);
+                let w = weights[i][g];
+                sum_w[g] = _mm256_add_ps(sum_w[g], w);
+                sum_x[g] = _mm256_add_ps(sum_x[g], _mm256_mul_ps(w, v));
+            }
+        }
+        let mut degenerate = [zero; G];
+        for g in 0..G {
+            min[g] = sel(_mm256_cmp_ps::<_CMP_GT_OQ>(min[g], zero), zero, min[g]);
+            degenerate[g] = if QKX3 {
+                _mm256_cmp_ps::<_CMP_LE_OQ>(max[g], min[g])
+            } else {
+                _mm256_cmp_ps::<_CMP_EQ_OQ>(max[g], min[g])
+            };
+        }
+        let min0 = min;
+        let nmaxf = _mm256_set1_ps(nmax as f32);
+        let mut iscale = [zero; G];
+        let mut scale = [zero; G];
+        for g in 0..G {
+            iscale[g] = _mm256_div_ps(nmaxf, _mm256_sub_ps(max[g], min[g]));
+            scale[g] = _mm256_div_ps(_mm256_set1_ps(1.0), iscale[g]);
+        }
+        let mut best_error = [zero; G];
+        for i in 0..N {
+            for g in 0..G {
+                let lf = ni_clamp(_mm256_mul_ps(iscale[g], _mm256_sub_ps(x[i][g], min[g])), 0, nmax);
+                lq[i][g] = lf;
+                let mut diff = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(scale[g], lf), min[g]), x[i][g]);
+                diff = if use_mad { abs(diff) } else { _mm256_mul_ps(diff, diff) };
+                best_error[g] = _mm256_add_ps(best_error[g], _mm256_mul_ps(weights[i][g], diff));
+            }
+        }
+        let mut laux = [[zero; G]; N];
+        for is in 0..=nstep {
+            let num = _mm256_set1_ps(rmin + rdelta * is as f32 + nmax as f32);
+            let mut isc = [zero; G];
+            for g in 0..G {
+                isc[g] = _mm256_div_ps(num, _mm256_sub_ps(max[g], min[g]));
+            }
+            let (mut sum_l, mut sum_l2, mut sum_xl) = ([zero; G], [zero; G], [zero; G]);
+            for i in 0..N {
+                for g in 0..G {
+                    let v = _mm256_mul_ps(isc[g], _mm256_sub_ps(x[i][g], min[g]));
+                    let lf = if QKX3 {
+                        let l = _mm256_cvtepi32_ps(ni(_mm256_min_ps(v, nmaxf)));
+                        _mm256_and_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(v, zero), l)
+                    } else {
+                        ni_clamp(v, 0, nmax)
+                    };
+                    laux[i][g] = lf;
+                    let wl = _mm256_mul_ps(weights[i][g], lf);
+                    sum_l[g] = _mm256_add_ps(sum_l[g], wl);
+                    sum_l2[g] = _mm256_add_ps(sum_l2[g], _mm256_mul_ps(wl, lf));
+                    sum_xl[g] = _mm256_add_ps(sum_xl[g], _mm256_mul_ps(wl, x[i][g]));
+                }
+            }
+            let mut this_scale = [zero; G];
+            let mut this_min = [zero; G];
+            let mut dpos = [zero; G];
+            for g in 0..G {
+                let d = _mm256_sub_ps(_mm256_mul_ps(sum_w[g], sum_l2[g]), _mm256_mul_ps(sum_l[g], sum_l[g]));
+                dpos[g] = _mm256_cmp_ps::<_CMP_GT_OQ>(d, zero);
+                let ts = _mm256_div_ps(
+                    _mm256_sub_ps(_mm256_mul_ps(sum_w[g], sum_xl[g]), _mm256_mul_ps(sum_x[g], sum_l[g])),
+                    d,
+                );
+                let tm = _mm256_div_ps(
+                    _mm256_sub_ps(_mm256_mul_ps(sum_l2[g], sum_x[g]), _mm256_mul_ps(sum_l[g], sum_xl[g])),
+                    d,
+                );
+                let clip = _mm256_cmp_ps::<_CMP_GT_OQ>(tm, zero);
+                this_min[g] = sel(clip, zero, tm);
+                this_scale[g] = sel(clip, _mm256_div_ps(sum_xl[g], sum_l2[g]), ts);
+            }
+            let mut cur_error = [zero; G];
+            for i in 0..N {
+                for g in 0..G {
+                    let mut diff =
+                        _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(this_scale[g], laux[i][g]), this_min[g]), x[i][g]);
+                    diff = if use_mad { abs(diff) } else { _mm256_mul_ps(diff, diff) };
+                    cur_error[g] = _mm256_add_ps(cur_error[g], _mm256_mul_ps(weights[i][g], diff));
+                }
+            }
+            let mut take = [zero; G];
+            for g in 0..G {
+                take[g] = _mm256_and_ps(dpos[g], _mm256_cmp_ps::<_CMP_LT_OQ>(cur_error[g], best_error[g]));
+            }
+            if any(&take) {
+                for i in 0..N {
+                    for g in 0..G {
+                        lq[i][g] = sel(take[g], laux[i][g], lq[i][g]);
+                    }
+                }
+                for g in 0..G {
+                    best_error[g] = sel(take[g], cur_error[g], best_error[g]);
+                    scale[g] = sel(take[g], this_scale[g], scale[g]);
+                    min[g] = sel(take[g], this_min[g], min[g]);
+                }
+            }
+        }
+        if any(&degenerate) {
+            for q in lq.iter_mut() {
+                for g in 0..G {
+                    q[g] = sel(degenerate[g], zero, q[g]);
+                }
+            }
+            for g in 0..G {
+                scale[g] = sel(degenerate[g], zero, scale[g]);
+                min[g] = sel(degenerate[g], min0[g], min[g]);
+            }
+        }
+        let mut the_min = [zero; G];
+        for g in 0..G {
+            the_min[g] = _mm256_xor_ps(min[g], _mm256_set1_ps(-0.0));
+        }
+        (scale, the_min)
+    }
+
+    /// [`make_qx`] on `G` groups of 8 sub-blocks at once.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn make_qx_g<const N: usize, const G: usize>(
+        x: &[[__m256; G]; N],
+        w: &[[__m256; G]; N],
+        lq: &mut [[__m256; G]; N],
+        nmax: i32,
+    ) -> [__m256; G] {
+        let zero = _mm256_setzero_ps();
+        let mut max = [zero; G];
+        let mut amax = [zero; G];
+        for i in 0..N {
+            for g in 0..G {
+                let ax = abs(x[i][g]);
+                let gt = _mm256_cmp_ps::<_CMP_GT_OQ>(ax, amax[g]);
+                amax[g] = sel(gt, ax, amax[g]);
+                max[g] = sel(gt, x[i][g], max[g]);
+            }
+        }
+        let nmaxv = _mm256_set1_ps(nmax as f32);
+        let mut iscale = [zero; G];
+        for g in 0..G {
+            iscale[g] = _mm256_div_ps(_mm256_set1_ps((-nmax) as f32), max[g]);
+        }
+        let (mut sumlx, mut suml2) = ([zero; G], [zero; G]);
+        for i in 0..N {
+            for g in 0..G {
+                let lf = ni_clamp(_mm256_mul_ps(iscale[g], x[i][g]), -nmax, nmax - 1);
+                lq[i][g] = _mm256_add_ps(lf, nmaxv);
+                sumlx[g] = _mm256_add_ps(sumlx[g], _mm256_mul_ps(_mm256_mul_ps(w[i][g], x[i][g]), lf));
+                suml2[g] = _mm256_add_ps(suml2[g], _mm256_mul_ps(_mm256_mul_ps(w[i][g], lf), lf));
+            }
+        }
+        let mut scale = [zero; G];
+        let mut best = [zero; G];
+        for g in 0..G {
+            let nz = _mm256_cmp_ps::<_CMP_NEQ_UQ>(suml2[g], zero);
+            scale[g] = sel(nz, _mm256_div_ps(sumlx[g], suml2[g]), zero);
+            best[g] = _mm256_mul_ps(scale[g], sumlx[g]);
+        }
+        let mut cand = [[zero; G]; N];
+        for is in -9i32..=9 {
+            if is == 0 {
+                continue;
+            }
+            let num = _mm256_set1_ps(-(nmax as f32 + 0.1f32 * is as f32));
+            let mut isc = [zero; G];
+            for g in 0..G {
+                isc[g] = _mm256_div_ps(num, max[g]);
+            }
+            let (mut slx, mut sl2) = ([zero; G], [zero; G]);
+            for i in 0..N {
+                for g in 0..G {
+                    let lf = ni_clamp(_mm256_mul_ps(isc[g], x[i][g]), -nmax, nmax - 1);
+                    cand[i][g] = lf;
+                    slx[g] = _mm256_add_ps(slx[g], _mm256_mul_ps(_mm256_mul_ps(w[i][g], x[i][g]), lf));
+                    sl2[g] = _mm256_add_ps(sl2[g], _mm256_mul_ps(_mm256_mul_ps(w[i][g], lf), lf));
+                }
+            }
+            let mut take = [zero; G];
+            for g in 0..G {
+                take[g] = _mm256_and_ps(
+                    _mm256_cmp_ps::<_CMP_GT_OQ>(sl2[g], zero),
+                    _mm256_cmp_ps::<_CMP_GT_OQ>(_mm256_mul_ps(slx[g], slx[g]), _mm256_mul_ps(best[g], sl2[g])),
+                );
+            }
+            if any(&take) {
+                for i in 0..N {
+                    for g in 0..G {
+                        lq[i][g] = sel(take[g], _mm256_add_ps(cand[i][g], nmaxv), lq[i][g]);
+                    }
+                }
+                for g in 0..G {
+                    scale[g] = sel(take[g], _mm256_div_ps(slx[g], sl2[g]), scale[g]);
+                    best[g] = sel(take[g], _mm256_mul_ps(scale[g], slx[g]), best[g]);
+                }
+            }
+        }
+        let eps = _mm256_set1_ps(super::super::kquant_search::GROUP_MAX_EPS);
+        let mut small = [zero; G];
+        for g in 0..G {
+            small[g] = _mm256_cmp_ps::<_CMP_LT_OQ>(amax[g], eps);
+        }
+        if any(&small) {
+            for q in lq.iter_mut() {
+                for g in 0..G {
+                    q[g] = sel(small[g], zero, q[g]);
+                }
+            }
+            for g in 0..G {
+                scale[g] = sel(small[g], zero, scale[g]);
+            }
+        }
+        scale
+    }
+
+    /// [`make_q3`] on `G` groups of 8 sub-blocks at once (their serial update chains interleaved).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn make_q3_g<const N: usize, const G: usize>(
+        x: &[[__m256; G]; N],
+        lq: &mut [[__m256; G]; N],
+        nmax: i32,
+    ) -> [__m256; G] {
+        let zero = _mm256_setzero_ps();
+        let mut max = [zero; G];
+        let mut amax = [zero; G];
+        for i in 0..N {
+            for g in 0..G {
+                let ax = abs(x[i][g]);
+                let gt = _mm256_cmp_ps::<_CMP_GT_OQ>(ax, amax[g]);
+                amax[g] = sel(gt, ax, amax[g]);
+                max[g] = sel(gt, x[i][g], max[g]);
+            }
+        }
+        let mut iscale = [zero; G];
+        for g in 0..G {
+            iscale[g] = _mm256_div_ps(_mm256_set1_ps((-nmax) as f32), max[g]);
+        }
+        let mut w = [[zero; G]; N];
+        let (mut sumlx, mut suml2) = ([zero; G], [zero; G]);
+        for i in 0..N {
+            for g in 0..G {
+                let lf = ni_clamp(_mm256_mul_ps(iscale[g], x[i][g]), -nmax, nmax - 1);
+                lq[i][g] = lf;
+                w[i][g] = _mm256_mul_ps(x[i][g], x[i][g]);
+                sumlx[g] = _mm256_add_ps(sumlx[g], _mm256_mul_ps(_mm256_mul_ps(w[i][g], x[i][g]), lf));
+                suml2[g] = _mm256_add_ps(suml2[g], _mm256_mul_ps(_mm256_mul_ps(w[i][g], lf), lf));
+            }
+        }
+        for _itry in 0..5 {
+            let mut changed = 0;
+            for i in 0..N {
+                for g in 0..G {
+                    let (wk, xv, lf) = (w[i][g], x[i][g], lq[i][g]);
+                    let wx = _mm256_mul_ps(wk, xv);
+                    let slx0 = _mm256_sub_ps(sumlx[g], _mm256_mul_ps(wx, lf));
+                    let sl20 = _mm256_sub_ps(suml2[g], _mm256_mul_ps(_mm256_mul_ps(wk, lf), lf));
+                    let nl = ni_clamp(_mm256_div_ps(_mm256_mul_ps(xv, sl20), slx0), -nmax, nmax - 1);
+                    let slx = _mm256_add_ps(slx0, _mm256_mul_ps(wx, nl));
+                    let sl2 = _mm256_add_ps(sl20, _mm256_mul_ps(_mm256_mul_ps(wk, nl), nl));
+                    let c1 =
+                        _mm256_and_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(slx0, zero), _mm256_cmp_ps::<_CMP_NEQ_OQ>(nl, lf));
+                    let lhs = _mm256_mul_ps(_mm256_mul_ps(slx, slx), suml2[g]);
+                    let rhs = _mm256_mul_ps(_mm256_mul_ps(sumlx[g], sumlx[g]), sl2);
+                    let c2 =
+                        _mm256_and_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(sl2, zero), _mm256_cmp_ps::<_CMP_GT_OQ>(lhs, rhs));
+                    let accept = _mm256_and_ps(c1, c2);
+                    lq[i][g] = sel(accept, nl, lf);
+                    sumlx[g] = sel(accept, slx, sumlx[g]);
+                    suml2[g] = sel(accept, sl2, suml2[g]);
+                    changed |= _mm256_movemask_ps(accept);
+                }
+            }
+            if changed == 0 {
+                break;
+            }
+        }
+        let nmaxv = _mm256_set1_ps(nmax as f32);
+        let eps = _mm256_set1_ps(super::super::kquant_search::GROUP_MAX_EPS);
+        let mut scale = [zero; G];
+        for g in 0..G {
+            let pos = _mm256_cmp_ps::<_CMP_GT_OQ>(suml2[g], zero);
+            let small = _mm256_cmp_ps::<_CMP_LT_OQ>(amax[g], eps);
+            scale[g] = sel(small, zero, sel(pos, _mm256_div_ps(sumlx[g], suml2[g]), zero));
+            for q in lq.iter_mut() {
+                q[g] = sel(small, zero, _mm256_add_ps(q[g], nmaxv));
+            }
+        }
+        scale
     }
 
     /// `make_qx_quants(N, nmax, x, L, rmse_type = 1, qw)` on 8 sub-blocks (`w` = `qw` or `x * x`);
@@ -286,64 +717,6 @@ pub(crate) mod avx2 {
             }
             scale = sel(small, zero, scale);
         }
-        scale
-    }
-
-    /// `make_q3_quants(N, nmax, x, L, do_rmse = true)` on 8 sub-blocks; `lq` receives `nmax + l`.
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    pub unsafe fn make_q3<const N: usize>(x: &[__m256; N], lq: &mut [__m256; N], nmax: i32) -> __m256 {
-        let zero = _mm256_setzero_ps();
-        let mut max = zero;
-        let mut amax = zero;
-        for i in 0..N {
-            let ax = abs(x[i]);
-            let gt = _mm256_cmp_ps::<_CMP_GT_OQ>(ax, amax);
-            amax = sel(gt, ax, amax);
-            max = sel(gt, x[i], max);
-        }
-        let iscale = _mm256_div_ps(_mm256_set1_ps((-nmax) as f32), max);
-        let mut w = [zero; N];
-        let (mut sumlx, mut suml2) = (zero, zero);
-        for i in 0..N {
-            let lf = ni_clamp(_mm256_mul_ps(iscale, x[i]), -nmax, nmax - 1);
-            lq[i] = lf;
-            w[i] = _mm256_mul_ps(x[i], x[i]);
-            sumlx = _mm256_add_ps(sumlx, _mm256_mul_ps(_mm256_mul_ps(w[i], x[i]), lf));
-            suml2 = _mm256_add_ps(suml2, _mm256_mul_ps(_mm256_mul_ps(w[i], lf), lf));
-        }
-        for _itry in 0..5 {
-            let mut changed = 0;
-            for i in 0..N {
-                let (wk, xv, lf) = (w[i], x[i], lq[i]);
-                let wx = _mm256_mul_ps(wk, xv);
-                let slx0 = _mm256_sub_ps(sumlx, _mm256_mul_ps(wx, lf));
-                let sl20 = _mm256_sub_ps(suml2, _mm256_mul_ps(_mm256_mul_ps(wk, lf), lf));
-                let nl = ni_clamp(_mm256_div_ps(_mm256_mul_ps(xv, sl20), slx0), -nmax, nmax - 1);
-                let slx = _mm256_add_ps(slx0, _mm256_mul_ps(wx, nl));
-                let sl2 = _mm256_add_ps(sl20, _mm256_mul_ps(_mm256_mul_ps(wk, nl), nl));
-                let c1 = _mm256_and_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(slx0, zero), _mm256_cmp_ps::<_CMP_NEQ_OQ>(nl, lf));
-                let lhs = _mm256_mul_ps(_mm256_mul_ps(slx, slx), suml2);
-                let rhs = _mm256_mul_ps(_mm256_mul_ps(sumlx, sumlx), sl2);
-                let c2 = _mm256_and_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(sl2, zero), _mm256_cmp_ps::<_CMP_GT_OQ>(lhs, rhs));
-                let accept = _mm256_and_ps(c1, c2);
-                lq[i] = sel(accept, nl, lf);
-                sumlx = sel(accept, slx, sumlx);
-                suml2 = sel(accept, sl2, suml2);
-                changed |= _mm256_movemask_ps(accept);
-            }
-            if changed == 0 {
-                break;
-            }
-        }
-        let pos = _mm256_cmp_ps::<_CMP_GT_OQ>(suml2, zero);
-        let mut scale = sel(pos, _mm256_div_ps(sumlx, suml2), zero);
-        let nmaxv = _mm256_set1_ps(nmax as f32);
-        let small = _mm256_cmp_ps::<_CMP_LT_OQ>(amax, _mm256_set1_ps(super::super::kquant_search::GROUP_MAX_EPS));
-        for q in lq.iter_mut() {
-            *q = sel(small, zero, _mm256_add_ps(*q, nmaxv));
-        }
-        scale = sel(small, zero, scale);
         scale
     }
 }

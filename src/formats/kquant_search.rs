@@ -48,7 +48,20 @@ pub fn fp32_to_fp16(f: f32) -> u16 {
 /// `GGML_FP32_TO_FP16` followed by `GGML_FP16_TO_FP32`: the value a stored fp16 field reads back as.
 #[inline(always)]
 pub fn round_trip_fp16(f: f32) -> f32 {
-    super::fp16_to_f32(fp32_to_fp16(f))
+    fp16_bits_to_f32(fp32_to_fp16(f))
+}
+
+/// C's float -> int conversion as x86-64 compilers emit it (`cvttss2si`): truncation toward zero,
+/// and `i32::MIN` (the "integer indefinite") for NaN and out-of-range values. ggml's legacy
+/// quantizers then keep the low byte (`(int8_t)` / `(uint8_t)`), which matters when a subnormal
+/// scale makes `1/d` infinite. (Rust's `as i32` saturates instead.)
+#[inline(always)]
+pub fn cvtt(f: f32) -> i32 {
+    if (-2147483648.0..2147483648.0).contains(&f) {
+        f as i32
+    } else {
+        i32::MIN
+    }
 }
 
 /// Stores `GGML_FP32_TO_FP16(v)` little-endian at `y[off..off + 2]` and returns the value it
@@ -57,7 +70,24 @@ pub fn round_trip_fp16(f: f32) -> f32 {
 pub fn put_f16(y: &mut [u8], off: usize, v: f32) -> f32 {
     let h = fp32_to_fp16(v);
     y[off..off + 2].copy_from_slice(&h.to_le_bytes());
-    super::fp16_to_f32(h)
+    fp16_bits_to_f32(h)
+}
+
+/// IEEE binary16 bits to f32, exactly (the same values as `formats::fp16_to_f32`), in plain
+/// integer code that inlines (the `half` crate's conversion checks the CPU on every call).
+#[inline(always)]
+pub fn fp16_bits_to_f32(h: u16) -> f32 {
+    let sign = ((h as u32) & 0x8000) << 16;
+    let exp = ((h >> 10) & 0x1f) as u32;
+    let man = (h & 0x3ff) as u32;
+    if exp == 0x1f {
+        f32::from_bits(sign | 0x7f80_0000 | (man << 13))
+    } else if exp == 0 {
+        // Zero or subnormal: man * 2^-24, exact.
+        f32::from_bits(sign | (man as f32 * (1.0 / 16_777_216.0)).to_bits())
+    } else {
+        f32::from_bits(sign | ((exp + 112) << 23) | (man << 13))
+    }
 }
 
 /// Sum of squares in index order (ggml's `sum_x2 += x[i]*x[i]` loops).
@@ -532,6 +562,13 @@ mod tests {
         assert_eq!(nearest_int(-1.5), -2);
         assert_eq!(nearest_int(-2.4999998), -2);
         assert_eq!(nearest_int(4194303.0), 4194303);
+    }
+
+    #[test]
+    fn fp16_bits_to_f32_is_exact() {
+        for h in 0..=u16::MAX {
+            assert_eq!(fp16_bits_to_f32(h).to_bits(), super::super::fp16_to_f32(h).to_bits(), "{h:#06x}");
+        }
     }
 
     #[test]

@@ -185,10 +185,10 @@ pub fn quantize_row_imatrix(x: &[f32], qw: &[f32], dst: &mut [u8]) {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod lanes {
+pub(crate) mod lanes {
     use super::super::kquant_lanes::avx2::*;
     use super::super::kquant_lanes::transpose_in;
-    use super::super::kquant_search::{nearest_int, put_f16};
+    use super::super::kquant_search::{make_qp_quants, nearest_int, put_f16, sum_sq};
     use super::{BLOCK_BYTES, BLOCK_WEIGHTS};
     use std::arch::x86_64::*;
 
@@ -199,17 +199,19 @@ mod lanes {
     unsafe fn block(x: &[f32], y: &mut [u8]) {
         let xt = transpose_in::<16, 16>(x);
         let halves = [load_rows(&xt, 0), load_rows(&xt, 8)];
-        let mut lq = [[_mm256_setzero_ps(); 16]; 2];
+        let x2 = pair(&halves);
+        let mut w2 = [[_mm256_setzero_ps(); 2]; 16];
+        for i in 0..16 {
+            w2[i] = [abs(x2[i][0]), abs(x2[i][1])];
+        }
+        let mut lq2 = [[_mm256_setzero_ps(); 2]; 16];
+        let (sv, mv) = make_qkx_g::<16, 2, false>(&x2, &w2, &mut lq2, 3, -0.5, 0.1, 15, true);
+        let lq = unpair(&lq2);
         let mut scales = [0f32; 16];
         let mut mins = [0f32; 16];
         for h in 0..2 {
-            let mut w = [_mm256_setzero_ps(); 16];
-            for i in 0..16 {
-                w[i] = abs(halves[h][i]);
-            }
-            let (sv, mv) = make_qkx2(&halves[h], &w, &mut lq[h], 3, -0.5, 0.1, 15, true);
-            scales[8 * h..8 * h + 8].copy_from_slice(&to_arr(sv));
-            mins[8 * h..8 * h + 8].copy_from_slice(&to_arr(mv));
+            scales[8 * h..8 * h + 8].copy_from_slice(&to_arr(sv[h]));
+            mins[8 * h..8 * h + 8].copy_from_slice(&to_arr(mv[h]));
         }
         let q4scale = 15f32;
         let mut max_scale = 0f32;
@@ -244,6 +246,69 @@ mod lanes {
         } else {
             mm = put_f16(y, 82, 0.0);
         }
+        tail(&halves, &lq, y, dm, mm);
+    }
+
+    /// Weights `qw * sqrt(sigma2 + x^2)` of the 16 sub-blocks in two lane groups, and their sums.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(crate) unsafe fn imatrix_weights(
+        halves: &[[__m256; 16]; 2],
+        qw: &[f32],
+        sigma2: f32,
+    ) -> ([[__m256; 16]; 2], [f32; 16]) {
+        let qt = transpose_in::<16, 16>(qw);
+        let s2 = _mm256_set1_ps(sigma2);
+        let mut w = [[_mm256_setzero_ps(); 16]; 2];
+        let mut sw = [0f32; 16];
+        for h in 0..2 {
+            let q = load_rows(&qt, 8 * h);
+            let mut swv = _mm256_setzero_ps();
+            for i in 0..16 {
+                let xv = halves[h][i];
+                w[h][i] = _mm256_mul_ps(q[i], _mm256_sqrt_ps(_mm256_add_ps(s2, _mm256_mul_ps(xv, xv))));
+                swv = _mm256_add_ps(swv, w[h][i]);
+            }
+            sw[8 * h..8 * h + 8].copy_from_slice(&to_arr(swv));
+        }
+        (w, sw)
+    }
+
+    /// `quantize_row_q2_K_impl` of one block, its 16 sub-blocks in two groups of 8 AVX2 lanes.
+    #[allow(non_snake_case)]
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn block_imatrix(x: &[f32], qw: &[f32], y: &mut [u8]) {
+        let xt = transpose_in::<16, 16>(x);
+        let halves = [load_rows(&xt, 0), load_rows(&xt, 8)];
+        let (w, sw) = imatrix_weights(&halves, qw, sum_sq(&x[..256]) / 256.0);
+        let (x2, w2) = (pair(&halves), pair(&w));
+        let mut lq2 = [[_mm256_setzero_ps(); 2]; 16];
+        let (sv, mv) = make_qkx_g::<16, 2, true>(&x2, &w2, &mut lq2, 3, -0.9, 0.05, 36, false);
+        let lq = unpair(&lq2);
+        let mut scales = [0f32; 16];
+        let mut mins = [0f32; 16];
+        for h in 0..2 {
+            scales[8 * h..8 * h + 8].copy_from_slice(&to_arr(sv[h]));
+            mins[8 * h..8 * h + 8].copy_from_slice(&to_arr(mv[h]));
+        }
+        let mut Ls = [0u8; 16];
+        let mut Lm = [0u8; 16];
+        let dm = make_qp_quants(16, 15, &scales, &mut Ls, &sw);
+        let mm = make_qp_quants(16, 15, &mins, &mut Lm, &sw);
+        let dm = put_f16(y, 80, dm);
+        let mm = put_f16(y, 82, mm);
+        for j in 0..16 {
+            y[j] = Ls[j] | (Lm[j] << 4);
+        }
+        tail(&halves, &lq, y, dm, mm);
+    }
+
+    /// Second pass (quants from the stored scales) and packing, shared by both encoders.
+    #[allow(non_snake_case)]
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn tail(halves: &[[__m256; 16]; 2], lq: &[[__m256; 16]; 2], y: &mut [u8], dm: f32, mm: f32) {
         let mut dv = [0f32; 16];
         let mut mv = [0f32; 16];
         for j in 0..16 {
@@ -276,6 +341,15 @@ mod lanes {
             block(x, y);
         }
     }
+
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn quantize_imatrix(x: &[f32], qw: &[f32], dst: &mut [u8]) {
+        for ((x, qw), y) in
+            x.chunks_exact(BLOCK_WEIGHTS).zip(qw.chunks_exact(BLOCK_WEIGHTS)).zip(dst.chunks_exact_mut(BLOCK_BYTES))
+        {
+            block_imatrix(x, qw, y);
+        }
+    }
 }
 
 /// Whole blocks, like [`quantize`] and with the same bytes, with independent sub-blocks side by
@@ -288,6 +362,18 @@ pub fn quantize_fast(src: &[f32], dst: &mut [u8]) {
         return;
     }
     quantize(src, dst)
+}
+
+/// [`quantize_row_imatrix`] with 16 sub-blocks side by side in AVX2 lanes when the CPU has AVX2;
+/// the same bytes.
+pub fn quantize_row_imatrix_fast(x: &[f32], qw: &[f32], dst: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::kquant_lanes::use_avx2() {
+        // SAFETY: the CPU supports AVX2 (checked at run time).
+        unsafe { lanes::quantize_imatrix(x, qw, dst) };
+        return;
+    }
+    quantize_row_imatrix(x, qw, dst)
 }
 
 #[cfg(test)]

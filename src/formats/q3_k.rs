@@ -194,7 +194,8 @@ pub fn quantize_row_imatrix(x: &[f32], qw: &[f32], dst: &mut [u8]) {
 mod lanes {
     use super::super::kquant_lanes::avx2::*;
     use super::super::kquant_lanes::transpose_in;
-    use super::super::kquant_search::{nearest_int, put_f16};
+    use super::super::kquant_search::{make_qx_quants, nearest_int, put_f16, sum_sq};
+    use super::super::q2_k::lanes::imatrix_weights;
     use super::{pack, pack_scale, BLOCK_BYTES, BLOCK_WEIGHTS};
     use std::arch::x86_64::*;
 
@@ -205,11 +206,13 @@ mod lanes {
     unsafe fn block(x: &[f32], y: &mut [u8]) {
         let xt = transpose_in::<16, 16>(x);
         let halves = [load_rows(&xt, 0), load_rows(&xt, 8)];
-        let mut lq = [[_mm256_setzero_ps(); 16]; 2];
+        let x2 = pair(&halves);
+        let mut lq2 = [[_mm256_setzero_ps(); 2]; 16];
+        let sv = make_q3_g::<16, 2>(&x2, &mut lq2, 4);
+        let lq = unpair(&lq2);
         let mut scales = [0f32; 16];
         for h in 0..2 {
-            let sv = make_q3(&halves[h], &mut lq[h], 4);
-            scales[8 * h..8 * h + 8].copy_from_slice(&to_arr(sv));
+            scales[8 * h..8 * h + 8].copy_from_slice(&to_arr(sv[h]));
         }
         let mut max_scale = 0f32;
         let mut amax = 0f32;
@@ -233,6 +236,40 @@ mod lanes {
         } else {
             d_all = put_f16(y, 108, 0.0);
         }
+        tail(&halves, &lq, y, d_all);
+    }
+
+    /// `quantize_row_q3_K_impl` of one block, its 16 sub-blocks in two groups of 8 AVX2 lanes.
+    #[allow(non_snake_case)]
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn block_imatrix(x: &[f32], qw: &[f32], y: &mut [u8]) {
+        let xt = transpose_in::<16, 16>(x);
+        let halves = [load_rows(&xt, 0), load_rows(&xt, 8)];
+        let (w, sw) = imatrix_weights(&halves, qw, 2.0 * sum_sq(&x[..256]) / 256.0);
+        let (x2, w2) = (pair(&halves), pair(&w));
+        let mut lq2 = [[_mm256_setzero_ps(); 2]; 16];
+        let sv = make_qx_g::<16, 2>(&x2, &w2, &mut lq2, 4);
+        let lq = unpair(&lq2);
+        let mut scales = [0f32; 16];
+        for h in 0..2 {
+            scales[8 * h..8 * h + 8].copy_from_slice(&to_arr(sv[h]));
+        }
+        y[96..108].fill(0);
+        let mut Ls = [0i8; 16];
+        let d_block = make_qx_quants(16, 32, &scales, &mut Ls, 1, Some(&sw));
+        for j in 0..16 {
+            pack_scale(&mut y[96..108], j, Ls[j] as i32);
+        }
+        let d_all = put_f16(y, 108, d_block);
+        tail(&halves, &lq, y, d_all);
+    }
+
+    /// Second pass (quants from the stored scales), hmask and packing, shared by both encoders.
+    #[allow(non_snake_case)]
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn tail(halves: &[[__m256; 16]; 2], lq: &[[__m256; 16]; 2], y: &mut [u8], d_all: f32) {
         let mut dv = [0f32; 16];
         for j in 0..16 {
             let s = &y[96..108];
@@ -262,6 +299,15 @@ mod lanes {
             block(x, y);
         }
     }
+
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn quantize_imatrix(x: &[f32], qw: &[f32], dst: &mut [u8]) {
+        for ((x, qw), y) in
+            x.chunks_exact(BLOCK_WEIGHTS).zip(qw.chunks_exact(BLOCK_WEIGHTS)).zip(dst.chunks_exact_mut(BLOCK_BYTES))
+        {
+            block_imatrix(x, qw, y);
+        }
+    }
 }
 
 /// Whole blocks, like [`quantize`] and with the same bytes, with independent sub-blocks side by
@@ -274,6 +320,18 @@ pub fn quantize_fast(src: &[f32], dst: &mut [u8]) {
         return;
     }
     quantize(src, dst)
+}
+
+/// [`quantize_row_imatrix`] with 16 sub-blocks side by side in AVX2 lanes when the CPU has AVX2;
+/// the same bytes.
+pub fn quantize_row_imatrix_fast(x: &[f32], qw: &[f32], dst: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::kquant_lanes::use_avx2() {
+        // SAFETY: the CPU supports AVX2 (checked at run time).
+        unsafe { lanes::quantize_imatrix(x, qw, dst) };
+        return;
+    }
+    quantize_row_imatrix(x, qw, dst)
 }
 
 #[cfg(test)]

@@ -242,7 +242,7 @@ pub fn quantize_row_imatrix(x: &[f32], qw: &[f32], dst: &mut [u8]) {
 pub(crate) mod lanes {
     use super::super::kquant_lanes::avx2::*;
     use super::super::kquant_lanes::transpose_in;
-    use super::super::kquant_search::{nearest_int, put_f16};
+    use super::super::kquant_search::{make_qp_quants, nearest_int, put_f16, sum_sq};
     use super::{pack, pack_k4, scale_min_k4, BLOCK_BYTES, BLOCK_WEIGHTS};
     use std::arch::x86_64::*;
 
@@ -286,6 +286,15 @@ pub(crate) mod lanes {
         }
         let d_all = put_f16(y, 0, max_scale / 63.0);
         let m_all = put_f16(y, 2, max_min / 63.0);
+        requant(&xv, &lq, y, d_all, m_all, nmax)
+    }
+
+    /// The second pass of Q4_K / Q5_K (quants from the stored d, dmin and 6-bit scales) on the 8
+    /// sub-blocks in lanes; sub-blocks whose scale is zero keep the search's quants `lq`.
+    #[allow(non_snake_case)]
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn requant(xv: &[__m256; 32], lq: &[__m256; 32], y: &[u8], d_all: f32, m_all: f32, nmax: i32) -> [u8; 256] {
         let mut dv = [0f32; 8];
         let mut dmv = [0f32; 8];
         for j in 0..8 {
@@ -314,6 +323,65 @@ pub(crate) mod lanes {
             pack(y, &l);
         }
     }
+
+    /// The importance-weighted Q4_K / Q5_K encoder of one block (`quantize_row_q4_K_impl` /
+    /// `q5_K_impl`) with its 8 sub-blocks in lanes: bit for bit `imatrix_scales_k` followed by
+    /// `requantize_k`.
+    #[allow(non_snake_case)]
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn encode_k_imatrix(x: &[f32], qw: &[f32], y: &mut [u8], nmax: i32, clamp63: bool) -> [u8; 256] {
+        let xv = load_rows(&transpose_in::<32, 8>(x), 0);
+        let qv = load_rows(&transpose_in::<32, 8>(qw), 0);
+        let sigma2 = 2.0 * sum_sq(&x[..256]) / 256.0;
+        let s2 = _mm256_set1_ps(sigma2);
+        let mut w = [_mm256_setzero_ps(); 32];
+        let mut swv = _mm256_setzero_ps();
+        for i in 0..32 {
+            w[i] = _mm256_mul_ps(qv[i], _mm256_sqrt_ps(_mm256_add_ps(s2, _mm256_mul_ps(xv[i], xv[i]))));
+            swv = _mm256_add_ps(swv, w[i]);
+        }
+        let mut lq = [_mm256_setzero_ps(); 32];
+        let (sv, mv) = make_qkx3(&xv, &w, &mut lq, nmax, -0.9, 0.05, 36, false);
+        let (scales, mins, sw) = (to_arr(sv), to_arr(mv), to_arr(swv));
+        let mut Ls = [0u8; 8];
+        let mut Lm = [0u8; 8];
+        let d_block = make_qp_quants(8, 63, &scales, &mut Ls, &sw);
+        let m_block = make_qp_quants(8, 63, &mins, &mut Lm, &sw);
+        for j in 0..8 {
+            let (mut ls, mut lm) = (Ls[j], Lm[j]);
+            if clamp63 {
+                ls = ls.min(63);
+                lm = lm.min(63);
+            }
+            pack_k4(&mut y[4..16], j, ls, lm);
+        }
+        let d_all = put_f16(y, 0, d_block);
+        let m_all = put_f16(y, 2, m_block);
+        requant(&xv, &lq, y, d_all, m_all, nmax)
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn quantize_imatrix(x: &[f32], qw: &[f32], dst: &mut [u8]) {
+        for ((x, qw), y) in
+            x.chunks_exact(BLOCK_WEIGHTS).zip(qw.chunks_exact(BLOCK_WEIGHTS)).zip(dst.chunks_exact_mut(BLOCK_BYTES))
+        {
+            let l = encode_k_imatrix(x, qw, y, 15, false);
+            pack(y, &l);
+        }
+    }
+}
+
+/// [`quantize_row_imatrix`] with the 8 sub-blocks of a block in AVX2 lanes when the CPU has AVX2;
+/// the same bytes.
+pub fn quantize_row_imatrix_fast(x: &[f32], qw: &[f32], dst: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::kquant_lanes::use_avx2() {
+        // SAFETY: the CPU supports AVX2 (checked at run time).
+        unsafe { lanes::quantize_imatrix(x, qw, dst) };
+        return;
+    }
+    quantize_row_imatrix(x, qw, dst)
 }
 
 /// Whole blocks, like [`quantize`] and with the same bytes, with independent sub-blocks side by

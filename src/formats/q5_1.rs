@@ -4,7 +4,7 @@
 #![allow(clippy::needless_range_loop, clippy::manual_clamp, clippy::assign_op_pattern, clippy::needless_late_init)]
 
 use super::f16_at;
-use super::kquant_search::{make_qkx3_quants, put_f16, sum_sq};
+use super::kquant_search::{cvtt, make_qkx3_quants, put_f16, sum_sq};
 
 pub const BLOCK_WEIGHTS: usize = 32;
 pub const BLOCK_BYTES: usize = 24;
@@ -56,8 +56,8 @@ pub fn quantize_block(x: &[f32], y: &mut [u8]) {
     for j in 0..16 {
         let x0 = (x[j] - min) * id;
         let x1 = (x[16 + j] - min) * id;
-        let xi0 = (x0 + 0.5f32) as i32 as u8;
-        let xi1 = (x1 + 0.5f32) as i32 as u8;
+        let xi0 = cvtt(x0 + 0.5f32) as u8;
+        let xi1 = cvtt(x1 + 0.5f32) as u8;
         y[8 + j] = (xi0 & 0x0F) | ((xi1 & 0x0F) << 4);
         qh |= (((xi0 & 0x10) as u32) >> 4) << j;
         qh |= (((xi1 & 0x10) as u32) >> 4) << (j + 16);
@@ -75,8 +75,12 @@ pub fn quantize(src: &[f32], dst: &mut [u8]) {
 /// Encodes one row with importance weights `qw`, exactly as ggml's `quantize_row_q5_1_impl`.
 #[allow(non_snake_case)]
 pub fn quantize_row_imatrix(x: &[f32], qw: &[f32], dst: &mut [u8]) {
-    let n_per_row = x.len();
-    let sigma2 = sum_sq(x) / n_per_row as f32;
+    imatrix_blocks(x, qw, sum_sq(x) / x.len() as f32, dst)
+}
+
+/// The blocks of [`quantize_row_imatrix`], given the row's `sigma2` (mean of `x^2` over the row).
+#[allow(non_snake_case)]
+pub(crate) fn imatrix_blocks(x: &[f32], qw: &[f32], sigma2: f32, dst: &mut [u8]) {
     let mut weight = [0f32; BLOCK_WEIGHTS];
     let mut L = [0u8; BLOCK_WEIGHTS];
     let mut Laux = [0u8; BLOCK_WEIGHTS];
@@ -106,8 +110,8 @@ pub fn quantize_row_imatrix(x: &[f32], qw: &[f32], dst: &mut [u8]) {
 #[cfg(target_arch = "x86_64")]
 mod lanes {
     use super::super::kquant_lanes::avx2::*;
-    use super::super::kquant_search::put_f16;
-    use super::{BLOCK_BYTES, BLOCK_WEIGHTS};
+    use super::super::kquant_search::{put_f16, sum_sq};
+    use super::{imatrix_blocks, BLOCK_BYTES, BLOCK_WEIGHTS};
     use std::arch::x86_64::*;
 
     /// Bit 4 of each i32 lane moved to the sign bit (for `movemask`).
@@ -144,7 +148,9 @@ mod lanes {
                 _mm256_cmp_ps::<_CMP_EQ_OQ>(v[2], z),
                 _mm256_cmp_ps::<_CMP_EQ_OQ>(v[3], z),
             ]);
-            let first_zero = x[hit.trailing_zeros() as usize];
+            // A zero min or max is one of the lanes, so hit != 0 (the guard is for NaN input,
+            // which the caller rejects after encoding).
+            let first_zero = if hit == 0 { 0.0 } else { x[hit.trailing_zeros() as usize] };
             if min == 0.0 {
                 min = first_zero;
             }
@@ -178,6 +184,31 @@ mod lanes {
         _mm_storeu_si128(y[8..24].as_mut_ptr() as *mut __m128i, bytes16(b0, b1));
     }
 
+    #[allow(non_snake_case)]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn quantize_imatrix(x: &[f32], qw: &[f32], dst: &mut [u8]) {
+        let sigma2 = sum_sq(x) / x.len() as f32;
+        let groups = x.len() / 256;
+        for g in 0..groups {
+            let (d, m, l) = legacy_imatrix8(&x[256 * g..256 * g + 256], &qw[256 * g..256 * g + 256], sigma2, 31, true);
+            for k in 0..8 {
+                let y = &mut dst[(8 * g + k) * BLOCK_BYTES..(8 * g + k + 1) * BLOCK_BYTES];
+                put_f16(y, 0, d[k]);
+                put_f16(y, 2, -m[k]);
+                let mut qh = 0u32;
+                for j in 0..16 {
+                    let (xi0, xi1) = (l[k][j], l[k][j + 16]);
+                    y[8 + j] = (xi0 & 0x0F) | ((xi1 & 0x0F) << 4);
+                    qh |= (((xi0 & 0x10) as u32) >> 4) << j;
+                    qh |= (((xi1 & 0x10) as u32) >> 4) << (j + 16);
+                }
+                y[4..8].copy_from_slice(&qh.to_le_bytes());
+            }
+        }
+        let done = groups * 256;
+        imatrix_blocks(&x[done..], &qw[done..], sigma2, &mut dst[done / BLOCK_WEIGHTS * BLOCK_BYTES..]);
+    }
+
     #[target_feature(enable = "avx2")]
     pub unsafe fn quantize(src: &[f32], dst: &mut [u8]) {
         for (x, y) in src.chunks_exact(BLOCK_WEIGHTS).zip(dst.chunks_exact_mut(BLOCK_BYTES)) {
@@ -196,6 +227,18 @@ pub fn quantize_fast(src: &[f32], dst: &mut [u8]) {
         return;
     }
     quantize(src, dst)
+}
+
+/// [`quantize_row_imatrix`] with 8 blocks side by side in AVX2 lanes when the CPU has AVX2; the
+/// same bytes.
+pub fn quantize_row_imatrix_fast(x: &[f32], qw: &[f32], dst: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::kquant_lanes::use_avx2() {
+        // SAFETY: the CPU supports AVX2 (checked at run time).
+        unsafe { lanes::quantize_imatrix(x, qw, dst) };
+        return;
+    }
+    quantize_row_imatrix(x, qw, dst)
 }
 
 #[cfg(test)]

@@ -107,7 +107,7 @@ pub fn quantize_row_imatrix(x: &[f32], qw: &[f32], dst: &mut [u8]) {
 
 #[cfg(target_arch = "x86_64")]
 mod lanes {
-    use super::super::q4_k::lanes::encode_k;
+    use super::super::q4_k::lanes::{encode_k, encode_k_imatrix};
     use super::{pack, BLOCK_BYTES, BLOCK_WEIGHTS};
 
     #[target_feature(enable = "avx2")]
@@ -117,6 +117,28 @@ mod lanes {
             pack(y, &l);
         }
     }
+
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn quantize_imatrix(x: &[f32], qw: &[f32], dst: &mut [u8]) {
+        for ((x, qw), y) in
+            x.chunks_exact(BLOCK_WEIGHTS).zip(qw.chunks_exact(BLOCK_WEIGHTS)).zip(dst.chunks_exact_mut(BLOCK_BYTES))
+        {
+            let l = encode_k_imatrix(x, qw, y, 31, true);
+            pack(y, &l);
+        }
+    }
+}
+
+/// [`quantize_row_imatrix`] with the 8 sub-blocks of a block in AVX2 lanes when the CPU has AVX2;
+/// the same bytes.
+pub fn quantize_row_imatrix_fast(x: &[f32], qw: &[f32], dst: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::kquant_lanes::use_avx2() {
+        // SAFETY: the CPU supports AVX2 (checked at run time).
+        unsafe { lanes::quantize_imatrix(x, qw, dst) };
+        return;
+    }
+    quantize_row_imatrix(x, qw, dst)
 }
 
 /// Whole blocks, like [`quantize`] and with the same bytes, with independent sub-blocks side by

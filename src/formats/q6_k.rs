@@ -145,18 +145,27 @@ mod lanes {
     #[allow(non_snake_case)]
     #[inline]
     #[target_feature(enable = "avx2")]
-    unsafe fn block(x: &[f32], y: &mut [u8]) {
+    unsafe fn block(x: &[f32], qw: Option<&[f32]>, y: &mut [u8]) {
         let xt = transpose_in::<16, 16>(x);
         let halves = [load_rows(&xt, 0), load_rows(&xt, 8)];
-        let mut lq = [[_mm256_setzero_ps(); 16]; 2];
+        let qt = qw.map(transpose_in::<16, 16>);
+        let x2 = pair(&halves);
+        let w2 = match &qt {
+            Some(q) => pair(&[load_rows(q, 0), load_rows(q, 8)]),
+            None => {
+                let mut w = [[_mm256_setzero_ps(); 2]; 16];
+                for i in 0..16 {
+                    w[i] = [_mm256_mul_ps(x2[i][0], x2[i][0]), _mm256_mul_ps(x2[i][1], x2[i][1])];
+                }
+                w
+            }
+        };
+        let mut lq2 = [[_mm256_setzero_ps(); 2]; 16];
+        let sv = make_qx_g::<16, 2>(&x2, &w2, &mut lq2, 32);
+        let lq = unpair(&lq2);
         let mut scales = [0f32; 16];
         for h in 0..2 {
-            let mut w = [_mm256_setzero_ps(); 16];
-            for i in 0..16 {
-                w[i] = _mm256_mul_ps(halves[h][i], halves[h][i]);
-            }
-            let sv = make_qx(&halves[h], &w, &mut lq[h], 32);
-            scales[8 * h..8 * h + 8].copy_from_slice(&to_arr(sv));
+            scales[8 * h..8 * h + 8].copy_from_slice(&to_arr(sv[h]));
         }
         let mut max_scale = 0f32;
         let mut max_abs_scale = 0f32;
@@ -199,9 +208,30 @@ mod lanes {
     #[target_feature(enable = "avx2")]
     pub unsafe fn quantize(src: &[f32], dst: &mut [u8]) {
         for (x, y) in src.chunks_exact(BLOCK_WEIGHTS).zip(dst.chunks_exact_mut(BLOCK_BYTES)) {
-            block(x, y);
+            block(x, None, y);
         }
     }
+
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn quantize_imatrix(x: &[f32], qw: &[f32], dst: &mut [u8]) {
+        for ((x, qw), y) in
+            x.chunks_exact(BLOCK_WEIGHTS).zip(qw.chunks_exact(BLOCK_WEIGHTS)).zip(dst.chunks_exact_mut(BLOCK_BYTES))
+        {
+            block(x, Some(qw), y);
+        }
+    }
+}
+
+/// [`quantize_row_imatrix`] with 16 sub-blocks side by side in AVX2 lanes when the CPU has AVX2;
+/// the same bytes.
+pub fn quantize_row_imatrix_fast(x: &[f32], qw: &[f32], dst: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::kquant_lanes::use_avx2() {
+        // SAFETY: the CPU supports AVX2 (checked at run time).
+        unsafe { lanes::quantize_imatrix(x, qw, dst) };
+        return;
+    }
+    quantize_row_imatrix(x, qw, dst)
 }
 
 /// Whole blocks, like [`quantize`] and with the same bytes, with independent sub-blocks side by

@@ -3,7 +3,7 @@
 #![allow(clippy::needless_range_loop, clippy::manual_clamp, clippy::assign_op_pattern, clippy::needless_late_init)]
 
 use super::f16_at;
-use super::kquant_search::put_f16;
+use super::kquant_search::{cvtt, put_f16};
 
 pub const BLOCK_WEIGHTS: usize = 32;
 pub const BLOCK_BYTES: usize = 34;
@@ -40,7 +40,7 @@ pub fn quantize_block(x: &[f32], y: &mut [u8]) {
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     put_f16(y, 0, d);
     for j in 0..BLOCK_WEIGHTS {
-        y[2 + j] = (x[j] * id).round() as i32 as i8 as u8;
+        y[2 + j] = cvtt((x[j] * id).round()) as i8 as u8;
     }
 }
 
@@ -95,7 +95,9 @@ mod lanes {
         let idv = _mm256_set1_ps(id);
         let mut q = [_mm256_setzero_si256(); 4];
         for r in 0..4 {
-            q[r] = _mm256_cvttps_epi32(roundf(_mm256_mul_ps(v[r], idv)));
+            // The low byte of cvttps2dq, sign-extended, as C's (int8_t) conversion keeps it.
+            let t = _mm256_cvttps_epi32(roundf(_mm256_mul_ps(v[r], idv)));
+            q[r] = _mm256_srai_epi32::<24>(_mm256_slli_epi32::<24>(t));
         }
         let a = _mm256_packs_epi32(q[0], q[1]);
         let b = _mm256_packs_epi32(q[2], q[3]);

@@ -1,0 +1,322 @@
+"""GGUF model files: open, inspect and decode the tensors of llama.cpp's ``.gguf`` files.
+
+The Rust core memory-maps the file and validates all of it (header, metadata, tensor infos, every
+tensor's byte range) once, on open; a malformed file raises :class:`GGUFError` naming the problem
+and its byte offset. Opening and listing cost milliseconds whatever the file size: tensor bytes are
+only touched when a tensor is read.
+
+>>> import realizar
+>>> with realizar.GGUFFile("model.gguf") as f:                    # doctest: +SKIP
+...     print(f.metadata["general.architecture"], len(f))
+...     w = f.dequantize("token_embd.weight", dtype="float16")
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType, TracebackType
+from typing import Any, Final, cast
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _realizar
+from ._api import dequantize as _dequantize
+from ._realizar import GGUFError, RealizarError
+from ._types import QuantType
+
+__all__ = ["GGUFError", "GGUFFile", "TensorInfo", "load_gguf"]
+
+LONG_ARRAY: Final = 64
+"""Numeric and bool metadata arrays longer than this are read-only NumPy arrays; shorter ones lists."""
+
+_CHUNK_WEIGHTS: Final = 1 << 20
+"""Weights decoded at a time when converting to float16 / bfloat16 (bounds the float32 scratch)."""
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One tensor of a GGUF file.
+
+    Attributes:
+        name: the tensor's name.
+        shape: NumPy (row-major) shape, i.e. the GGUF dims reversed.
+        qtype: a :class:`QuantType`, or the raw ggml type id (``int``) for types realizar does not
+            decode (these still list and expose raw bytes; decoding them raises ``RealizarError``).
+        type_name: ggml's name of the type (``"Q4_K"``, ``"IQ2_XS"``), or ``"type<id>"`` if ggml has
+            no such type.
+        nbytes: bytes of data, or ``None`` if the type id is unknown to ggml (size unknown).
+        offset: absolute byte offset of the data in the file.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    qtype: QuantType | int
+    type_name: str
+    nbytes: int | None
+    offset: int
+
+    @property
+    def n_elements(self) -> int:
+        """Number of weights."""
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+    @property
+    def decodable(self) -> bool:
+        """True if realizar can decode this tensor's type."""
+        return isinstance(self.qtype, QuantType)
+
+
+def _resolve_dtype(dtype: npt.DTypeLike) -> np.dtype[Any]:
+    if isinstance(dtype, str) and dtype.lower() in ("bf16", "bfloat16"):
+        return _bfloat16()
+    if isinstance(dtype, str) and dtype.lower() in ("f16", "f32"):
+        dtype = {"f16": np.float16, "f32": np.float32}[dtype.lower()]
+    dt: np.dtype[Any] = np.dtype(dtype)
+    if dt == np.float32 or dt == np.float16 or dt.name == "bfloat16":
+        return dt
+    raise TypeError(f"dtype must be float32, float16 or bfloat16 (ml_dtypes), got {dt}")
+
+
+def _bfloat16() -> np.dtype[Any]:
+    try:
+        import ml_dtypes
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("dtype bfloat16 needs the ml_dtypes package (pip install ml_dtypes)") from e
+    bf16: np.dtype[Any] = np.dtype(ml_dtypes.bfloat16)
+    return bf16
+
+
+def _convert_value(v: Any) -> Any:
+    if isinstance(v, np.ndarray):
+        if v.size <= LONG_ARRAY:
+            return v.tolist()
+        v.setflags(write=False)
+        return v
+    if isinstance(v, list):
+        return [_convert_value(x) for x in v]
+    return v
+
+
+class GGUFFile:
+    """An open GGUF file (versions 2 and 3, little-endian), memory-mapped and validated.
+
+    Use it as a context manager, or call :meth:`close`. Closing drops this object's reference to the
+    mapping; arrays returned by :meth:`raw` hold their own reference, so they stay valid (the mapping
+    is released when the last of them is garbage-collected).
+
+    Iterating yields tensor names in file order; ``len`` is the number of tensors; ``name in f``
+    tests for a tensor.
+
+    Raises:
+        GGUFError: the file is not a valid GGUF file (the message says what and at which byte).
+        OSError: the file cannot be opened (``FileNotFoundError``, ``PermissionError``, ...).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path: Final = os.fspath(path)
+        self._f: _realizar._GGUFFile | None = _realizar._GGUFFile(self.path)
+        f = self._f
+        self._header = f  # metadata stays readable after close; only the mapping is released
+        self._meta: tuple[Mapping[str, Any], Mapping[str, str]] | None = None
+        self.version: Final[int] = f.version
+        """GGUF version (2 or 3)."""
+        self.alignment: Final[int] = f.alignment
+        """Alignment of tensor data in bytes (``general.alignment``, default 32)."""
+        self.data_offset: Final[int] = f.data_offset
+        """Absolute offset of the data section."""
+        self.file_size: Final[int] = f.file_size
+        tensors: dict[str, TensorInfo] = {}
+        for name, shape, type_id, type_name, nbytes, offset in f.tensors():
+            qtype: QuantType | int = QuantType(type_id) if type_id in _DECODABLE else type_id
+            tensors[name] = TensorInfo(
+                name=name,
+                shape=tuple(int(s) for s in shape),
+                qtype=qtype,
+                type_name=type_name if type_name is not None else f"type{type_id}",
+                nbytes=nbytes,
+                offset=offset,
+            )
+        self.tensors: Final[Mapping[str, TensorInfo]] = MappingProxyType(tensors)
+        """Tensor name -> :class:`TensorInfo`, in file order."""
+
+    @property
+    def metadata(self) -> Mapping[str, Any]:
+        """Metadata in file order: ints, floats, bools, strs (bytes if not UTF-8), lists; numeric
+        arrays longer than ``LONG_ARRAY`` are read-only 1-D NumPy arrays of the matching dtype.
+        Converted to Python on first access (a tokenizer's vocabulary can be large)."""
+        return self._load_meta()[0]
+
+    @property
+    def metadata_types(self) -> Mapping[str, str]:
+        """The GGUF type of each metadata value: ``"UINT32"``, ``"ARRAY[STRING]"``, ..."""
+        return self._load_meta()[1]
+
+    def _load_meta(self) -> tuple[Mapping[str, Any], Mapping[str, str]]:
+        if self._meta is None:
+            meta: dict[str, Any] = {}
+            types: dict[str, str] = {}
+            for key, type_desc, value in self._header.metadata():
+                meta[key] = _convert_value(value)
+                types[key] = type_desc
+            self._meta = (MappingProxyType(meta), MappingProxyType(types))
+        return self._meta
+
+    # -- lifetime ---------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Release this object's reference to the mapping (idempotent)."""
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+
+    @property
+    def closed(self) -> bool:
+        return self._f is None
+
+    def __enter__(self) -> GGUFFile:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._f is None else "open"
+        return f"<GGUFFile {self.path!r} v{self.version}, {len(self.tensors)} tensors, {state}>"
+
+    # -- container protocol -----------------------------------------------------------------------
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.tensors)
+
+    def __len__(self) -> int:
+        return len(self.tensors)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.tensors
+
+    # -- data -------------------------------------------------------------------------------------
+    def _open(self) -> _realizar._GGUFFile:
+        if self._f is None:
+            raise ValueError(f"I/O operation on closed GGUF file {self.path!r}")
+        return self._f
+
+    def _info(self, name: str) -> TensorInfo:
+        try:
+            return self.tensors[name]
+        except KeyError:
+            raise KeyError(f"no tensor named {name!r} in {self.path}") from None
+
+    def raw(self, name: str) -> npt.NDArray[np.uint8]:
+        """The tensor's bytes as a zero-copy, read-only 1-D ``uint8`` view onto the mapping.
+
+        The view keeps the mapping alive and stays valid after :meth:`close`.
+
+        Raises:
+            KeyError: no such tensor.
+            RealizarError: the tensor's type id is unknown to ggml, so its size is unknown.
+        """
+        f = self._open()
+        info = self._info(name)
+        buf = f.raw(info.name)
+        return np.frombuffer(cast(Any, buf), dtype=np.uint8)
+
+    def dequantize(
+        self,
+        name: str,
+        *,
+        out: npt.NDArray[Any] | None = None,
+        dtype: npt.DTypeLike | None = None,
+    ) -> npt.NDArray[Any]:
+        """Decode a tensor into an array of its :attr:`TensorInfo.shape`.
+
+        Args:
+            name: the tensor.
+            out: optional C-contiguous writable array of the tensor's shape to fill; its dtype is used
+                when ``dtype`` is not given.
+            dtype: ``float32`` (the default), ``float16``, or ``bfloat16`` (``ml_dtypes.bfloat16``, or
+                the string ``"bfloat16"``). Decoding is to float32 bit-exact with ggml, then rounded
+                to nearest-even for float16 / bfloat16, in chunks so that extra memory stays bounded.
+
+        Raises:
+            KeyError: no such tensor.
+            RealizarError: realizar cannot decode the tensor's type, or ``out`` does not fit.
+            TypeError: unsupported dtype.
+        """
+        info = self._info(name)
+        if not isinstance(info.qtype, QuantType):
+            raise RealizarError(
+                f"tensor {name!r} has type {info.type_name} (ggml id {info.qtype}), which realizar cannot "
+                f"decode; supported: {', '.join(q.name for q in QuantType)}"
+            )
+        qt = info.qtype
+        if dtype is None:
+            dt = np.dtype(np.float32) if out is None else _resolve_dtype(out.dtype)
+        else:
+            dt = _resolve_dtype(dtype)
+        if out is None:
+            out = np.empty(info.shape, dtype=dt)
+        else:
+            if not isinstance(out, np.ndarray):
+                raise TypeError(f"out must be a numpy.ndarray, not {type(out).__name__}")
+            if out.dtype != dt:
+                raise TypeError(f"out has dtype {out.dtype} but dtype {dt} was asked for")
+            if tuple(out.shape) != info.shape:
+                raise RealizarError(
+                    f"out has shape {tuple(out.shape)}, tensor {name!r} has shape {info.shape}"
+                )
+            if not out.flags.c_contiguous:
+                raise ValueError("out must be C-contiguous")
+            if not out.flags.writeable:
+                raise ValueError("out is read-only (flags.writeable is False)")
+        raw = self.raw(name)
+        if out.size == 0:
+            return out
+        if dt == np.float32:
+            _dequantize(raw, qt, out=out)
+            return out
+        flat = out.reshape(-1)
+        bs, ts = qt.block_size, qt.type_size
+        blocks_per_chunk = max(1, _CHUNK_WEIGHTS // bs)
+        nblocks = raw.size // ts
+        scratch = np.empty(min(nblocks, blocks_per_chunk) * bs, dtype=np.float32)
+        for b0 in range(0, nblocks, blocks_per_chunk):
+            b1 = min(nblocks, b0 + blocks_per_chunk)
+            n = (b1 - b0) * bs
+            _dequantize(raw[b0 * ts : b1 * ts], qt, out=scratch[:n])
+            with np.errstate(over="ignore"):  # beyond the float16 range is inf, as IEEE rounding says
+                flat[b0 * bs : b0 * bs + n] = scratch[:n]
+        return out
+
+
+_DECODABLE: Final = frozenset(int(q) for q in QuantType)
+
+
+def load_gguf(
+    path: str | os.PathLike[str],
+    *,
+    dtype: npt.DTypeLike = np.float32,
+    names: Iterable[str] | None = None,
+) -> dict[str, npt.NDArray[Any]]:
+    """Decode tensors of a GGUF file into a dict name -> array (in file order).
+
+    Args:
+        path: the ``.gguf`` file.
+        dtype: ``float32`` (default), ``float16`` or ``bfloat16``.
+        names: the tensors to load (default: all). Unknown names raise ``KeyError``.
+
+    Raises:
+        GGUFError: malformed file. RealizarError: a requested tensor's type cannot be decoded.
+    """
+    if isinstance(names, str):
+        names = [names]
+    with GGUFFile(path) as f:
+        wanted = list(f) if names is None else list(names)
+        for n in wanted:
+            f._info(n)
+        return {n: f.dequantize(n, dtype=dtype) for n in wanted}

@@ -1,0 +1,270 @@
+//! Every SIMD kernel this CPU runs must equal the portable decoder bit for bit, for any bytes:
+//! random blocks, blocks whose fp16 fields are special (±Inf, quiet and signalling NaNs, ±0,
+//! subnormals, ±max), block counts that are not multiples of any SIMD width or thread chunk,
+//! unaligned input and output, several thread counts, and outputs large enough for streaming stores.
+
+use realizar::formats::portable;
+use realizar::kernels::{self, Kernel};
+use realizar::{dequantize_into_with, Options, QuantType};
+
+/// Deterministic pseudo-random numbers (xorshift64*), so the test needs no extra crate.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn fill(&mut self, b: &mut [u8]) {
+        for x in b {
+            *x = (self.next() >> 56) as u8;
+        }
+    }
+}
+
+/// fp16 bit patterns that stress the conversion and the arithmetic.
+const SPECIAL_F16: [u16; 18] = [
+    0x7C00, // +Inf
+    0xFC00, // -Inf
+    0x7E00, // quiet NaN
+    0xFE00, // negative quiet NaN
+    0x7E01, // quiet NaN with payload
+    0x7C01, // signalling NaN
+    0xFD55, // negative signalling NaN with payload
+    0x7DFF, // signalling NaN, all payload bits
+    0x0000, // +0
+    0x8000, // -0
+    0x0001, // smallest subnormal
+    0x83FF, // largest negative subnormal
+    0x0400, // smallest normal
+    0x7BFF, // max
+    0xFBFF, // -max
+    0x3C00, // 1
+    0xB800, // -0.5
+    0x1400, // 2^-10
+];
+
+/// bf16 specials: ±Inf, quiet and signalling NaNs, ±0, subnormal, ±max.
+const SPECIAL_BF16: [u16; 10] = [0x7F80, 0xFF80, 0x7FC0, 0x7F81, 0xFFA5, 0x0000, 0x8000, 0x0001, 0x7F7F, 0xFF7F];
+
+/// Byte offsets of the fp16 fields in a block of each block format.
+fn f16_fields(q: QuantType) -> &'static [usize] {
+    match q {
+        QuantType::Q4_0 | QuantType::Q5_0 | QuantType::Q8_0 => &[0],
+        QuantType::Q4_1 | QuantType::Q5_1 | QuantType::Q4_K | QuantType::Q5_K => &[0, 2],
+        QuantType::Q2_K => &[80, 82],
+        QuantType::Q3_K => &[108],
+        QuantType::Q6_K => &[208],
+        QuantType::F16 | QuantType::BF16 | QuantType::F32 => &[],
+    }
+}
+
+/// `nblocks` blocks of `q`: random bytes, with about half of the fp16 fields (or values, for the
+/// float formats) replaced by special values and some by ordinary small scales.
+fn input(q: QuantType, nblocks: usize, rng: &mut Rng) -> Vec<u8> {
+    let bb = q.type_size();
+    let mut b = vec![0u8; nblocks * bb];
+    rng.fill(&mut b);
+    for blk in b.chunks_exact_mut(bb) {
+        match q {
+            QuantType::F16 | QuantType::BF16 => {
+                let specials: &[u16] = if q == QuantType::F16 { &SPECIAL_F16 } else { &SPECIAL_BF16 };
+                if rng.below(4) == 0 {
+                    blk.copy_from_slice(&specials[rng.below(specials.len())].to_le_bytes());
+                }
+            }
+            QuantType::F32 => {
+                if rng.below(4) == 0 {
+                    let v: [u32; 5] = [0x7F80_0000, 0x7FA0_0001, 0xFFC0_0000, 0x8000_0000, 1];
+                    blk.copy_from_slice(&v[rng.below(5)].to_le_bytes());
+                }
+            }
+            _ => {
+                for &off in f16_fields(q) {
+                    let h = match rng.below(4) {
+                        0 | 1 => SPECIAL_F16[rng.below(SPECIAL_F16.len())],
+                        2 => 0x2000 + rng.below(0x1000) as u16, // a small, ordinary scale
+                        _ => continue,                          // random bits
+                    };
+                    blk[off..off + 2].copy_from_slice(&h.to_le_bytes());
+                }
+            }
+        }
+    }
+    // Runs of clean values too, so the F16 kernel's fast path (no NaN in 16 values) is taken.
+    if q == QuantType::F16 {
+        for v in b.chunks_exact_mut(2).take(64) {
+            v.copy_from_slice(&(0x3000 + rng.below(0x2000) as u16).to_le_bytes());
+        }
+    }
+    b
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// Panics with the first differing weight, if any.
+fn assert_same(q: QuantType, what: &str, got: &[f32], want: &[f32], src: &[u8]) {
+    assert_eq!(got.len(), want.len());
+    if let Some(i) = got.iter().zip(want).position(|(a, b)| a.to_bits() != b.to_bits()) {
+        let (bw, bb) = (q.block_size(), q.type_size());
+        let blk = i / bw;
+        panic!(
+            "{q} {what}: weight {i} is {:#010x} ({}), portable gives {:#010x} ({}); block {blk}: {:02x?}",
+            got[i].to_bits(),
+            got[i],
+            want[i].to_bits(),
+            want[i],
+            &src[blk * bb..(blk + 1) * bb]
+        );
+    }
+}
+
+fn reference(q: QuantType, src: &[u8]) -> Vec<f32> {
+    let mut want = vec![0f32; src.len() / q.type_size() * q.block_size()];
+    portable(q)(src, &mut want);
+    want
+}
+
+#[test]
+fn this_cpu_runs_some_kernel() {
+    let av = kernels::available();
+    assert!(av.contains(&Kernel::Scalar));
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("f16c") {
+        assert!(av.contains(&Kernel::Avx2), "AVX2 CPU but the AVX2 kernel is not offered: {av:?}");
+    }
+}
+
+#[test]
+fn every_kernel_equals_portable_on_odd_sizes_and_unaligned_slices() {
+    let counts = [1usize, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 64, 65, 100, 257];
+    for kernel in kernels::available() {
+        for q in QuantType::ALL {
+            let decode = kernels::decoder(q, kernel);
+            let mut rng = Rng::new(q.ggml_id() as u64 * 1000 + 7);
+            for &n in &counts {
+                let n = if q.block_size() == 1 { n * 3 } else { n }; // more values for F32/F16/BF16
+                let clean = input(q, n, &mut rng);
+                let want = reference(q, &clean);
+                for src_off in 0..4 {
+                    let mut buf = vec![0u8; src_off + clean.len()];
+                    buf[src_off..].copy_from_slice(&clean);
+                    let src = &buf[src_off..];
+                    for dst_off in 0..4 {
+                        let mut out = vec![f32::from_bits(0x7FBA_D0D0); dst_off + want.len() + 1];
+                        let dst = &mut out[dst_off..dst_off + want.len()];
+                        decode(src, dst);
+                        assert_same(q, &format!("{kernel} n={n} src+{src_off} dst+{dst_off}"), dst, &want, src);
+                        // Nothing written outside the output slice.
+                        assert!(out[..dst_off]
+                            .iter()
+                            .chain(&out[dst_off + want.len()..])
+                            .all(|x| x.to_bits() == 0x7FBA_D0D0));
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_kernel_and_thread_count_equals_portable() {
+    let counts = [1usize, 2, 3, 7, 33, 1000, 4099];
+    for kernel in kernels::available() {
+        for q in QuantType::ALL {
+            let mut rng = Rng::new(q.ggml_id() as u64 * 31 + 1);
+            for &n in &counts {
+                let n = if q.block_size() == 1 { n * 5 } else { n };
+                let src = input(q, n, &mut rng);
+                let want = reference(q, &src);
+                for threads in [1, 2, 3, 8] {
+                    for dst_off in [0, 1, 3] {
+                        let mut out = vec![0f32; dst_off + want.len()];
+                        let dst = &mut out[dst_off..];
+                        dequantize_into_with(&src, q, dst, Options { threads, kernel: Some(kernel) }).unwrap();
+                        assert_same(q, &format!("{kernel} n={n} threads={threads} dst+{dst_off}"), dst, &want, &src);
+                    }
+                }
+                // Automatic thread count.
+                let mut out = vec![0f32; want.len()];
+                dequantize_into_with(&src, q, &mut out, Options { threads: 0, kernel: Some(kernel) }).unwrap();
+                assert_same(q, &format!("{kernel} n={n} threads=auto"), &out, &want, &src);
+            }
+        }
+    }
+}
+
+/// Outputs past the streaming-store threshold (decoded through a staging buffer, streamed out),
+/// 32-, 16- and 4-byte aligned.
+#[test]
+fn large_outputs_with_streaming_stores_equal_portable() {
+    #[cfg(target_arch = "x86_64")]
+    let min_bytes = realizar::kernels::avx2::STREAM_MIN_BYTES;
+    #[cfg(not(target_arch = "x86_64"))]
+    let min_bytes = 16 << 20;
+    for kernel in kernels::available() {
+        for q in [QuantType::Q4_0, QuantType::Q6_K, QuantType::Q3_K, QuantType::F16] {
+            let mut rng = Rng::new(99 + q.ggml_id() as u64);
+            let n_weights = min_bytes / 4 + 3 * 256;
+            let src = input(q, n_weights / q.block_size(), &mut rng);
+            let want = reference(q, &src);
+            let mut out = vec![0f32; want.len() + 8];
+            let aligned = (0..8).find(|&o| (out[o..].as_ptr() as usize) % 32 == 0).unwrap();
+            for off in [aligned, aligned + 4, aligned + 1] {
+                let dst = &mut out[off..off + want.len()];
+                kernels::decoder(q, kernel)(&src, dst);
+                assert_same(q, &format!("{kernel} large dst+{off}"), dst, &want, &src);
+            }
+            // Two threads: each half is past the threshold too only when large enough; still equal.
+            let dst = &mut out[aligned..aligned + want.len()];
+            dst.fill(0.0);
+            dequantize_into_with(&src, q, dst, Options { threads: 2, kernel: Some(kernel) }).unwrap();
+            assert_same(q, &format!("{kernel} large threads=2"), dst, &want, &src);
+        }
+    }
+}
+
+/// Every fp16 scale value (all 65,536) in each block format, against the portable decoder.
+#[test]
+fn every_fp16_scale_value() {
+    for kernel in kernels::available() {
+        for q in QuantType::ALL {
+            let fields = f16_fields(q);
+            if fields.is_empty() {
+                continue;
+            }
+            let mut rng = Rng::new(5 + q.ggml_id() as u64);
+            let mut src = input(q, 65536, &mut rng);
+            for (h, blk) in src.chunks_exact_mut(q.type_size()).enumerate() {
+                // First field walks every value; the second (if any) gets a shuffled one.
+                blk[fields[0]..fields[0] + 2].copy_from_slice(&(h as u16).to_le_bytes());
+                if let Some(&f) = fields.get(1) {
+                    let other = (h as u16).wrapping_mul(40503).rotate_left(5);
+                    blk[f..f + 2].copy_from_slice(&other.to_le_bytes());
+                }
+            }
+            let want = reference(q, &src);
+            let mut got = vec![0f32; want.len()];
+            kernels::decoder(q, kernel)(&src, &mut got);
+            assert_same(q, &format!("{kernel} all fp16 scales"), &got, &want, &src);
+        }
+        // And the F16 format over every value.
+        let src: Vec<u8> = (0..=u16::MAX).flat_map(|h| h.to_le_bytes()).collect();
+        let want = reference(QuantType::F16, &src);
+        for off in 0..3 {
+            let mut got = vec![0f32; want.len() - off];
+            kernels::decoder(QuantType::F16, kernel)(&src[2 * off..], &mut got);
+            assert_eq!(bits(&got), bits(&want[off..]), "{kernel} F16 all values, offset {off}");
+        }
+    }
+}
