@@ -286,6 +286,15 @@ def test_unsupported_architecture_and_scaling() -> None:
         Model(gguf_metadata("llama"), t)
 
 
+def test_bad_file_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"not a gguf file at all")
+    with pytest.raises(ValueError, match="GGUF|magic"):
+        load_model(bad)
+    with pytest.raises(OSError, match="missing"):
+        load_model(tmp_path / "missing.gguf")
+
+
 def test_optional_metadata_defaults_as_llama_cpp() -> None:
     """head_count_kv, rope.freq_base and rope.dimension_count are optional in llama.cpp."""
     md = gguf_metadata("llama")

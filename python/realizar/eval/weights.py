@@ -6,17 +6,12 @@ Two functions, and nothing else in the package touches a GGUF file or a quantize
   values, each tensor decoded to float32 in NumPy order (the GGUF dims reversed).
 * :func:`requantize` applies the protocol's re-quantization to one weight tensor.
 
-Quantizing uses :func:`realizar.quantize` (ggml's reference quantizers, byte for byte) and decoding
-:func:`realizar.dequantize`.
-
-# TEMPORARY: switch to realizar.GGUFFile at merge.
-Files are read with ``realizar.GGUFFile`` when ``realizar.gguf`` exists (after the ``gguf`` branch is
-merged) and with gguf-py's ``GGUFReader`` until then; see :func:`load_model`.
+Files are read with :class:`realizar.GGUFFile`, quantized with :func:`realizar.quantize` (ggml's
+reference quantizers, byte for byte) and decoded with :func:`realizar.dequantize`.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 from typing import Any
 
@@ -26,6 +21,7 @@ import numpy.typing as npt
 from .._api import dequantize
 from .._quantize import quantize
 from .._types import QuantType, QuantTypeLike
+from ..gguf import GGUFFile
 
 F32Array = npt.NDArray[np.float32]
 
@@ -45,41 +41,13 @@ def load_model(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, 
 
     Raises:
         OSError: the file cannot be read.
-        ValueError: the file is not a valid GGUF file or holds a tensor type realizar cannot decode.
+        ValueError: the file is not a valid GGUF file (``GGUFError``) or holds a tensor type realizar
+            cannot decode (``RealizarError``).
     """
-    # TEMPORARY: switch to realizar.GGUFFile at merge. Until the `gguf` branch (realizar.gguf) is
-    # merged this falls back to gguf-py's reader; once it is, realizar.GGUFFile is used and the
-    # fallback (and this import dance) can go: the body becomes the three lines of the `with` below.
-    try:
-        gguf_module: Any = importlib.import_module("realizar.gguf")
-    except ModuleNotFoundError as e:
-        if e.name != "realizar.gguf":
-            raise
-        return _load_with_gguf_py(path)
-    with gguf_module.GGUFFile(path) as f:
-        # f.dequantize returns a new float32 array of the NumPy-order shape (owned, not a view)
+    with GGUFFile(path) as f:
+        # f.dequantize returns a new float32 array of the NumPy-order shape (owned, not a view into
+        # the file's mapping), so the arrays stay valid after the file is closed
         return dict(f.metadata), {name: f.dequantize(name) for name in f.tensors}
-
-
-def _load_with_gguf_py(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, F32Array]]:
-    """TEMPORARY fallback of :func:`load_model`: gguf-py's ``GGUFReader`` + :func:`realizar.dequantize`."""
-    import gguf  # kept local: the only gguf-py import of realizar.eval
-
-    try:
-        reader = gguf.GGUFReader(os.fspath(path))
-    except (ValueError, IndexError, KeyError) as e:
-        raise ValueError(f"{os.fspath(path)}: not a readable GGUF file ({e})") from e
-    metadata: dict[str, Any] = {}
-    for name, field in reader.fields.items():
-        if name.startswith("GGUF."):
-            continue  # header fields (version, counts), not metadata
-        metadata[name] = field.contents()
-    tensors: dict[str, F32Array] = {}
-    for t in reader.tensors:
-        shape = tuple(int(d) for d in reversed([int(x) for x in t.shape]))
-        qt = QuantType.parse(int(t.tensor_type))
-        tensors[t.name] = dequantize(np.ascontiguousarray(t.data), qt, shape=shape)
-    return metadata, tensors
 
 
 def _quantize(flat: F32Array, qt: QuantType) -> npt.NDArray[np.uint8]:
