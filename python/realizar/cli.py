@@ -72,6 +72,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_perplexity(args: argparse.Namespace) -> int:
+    """Perplexity of a GGUF model on a token file: the reference, then each re-quantized variant."""
+    # imported here so that the other subcommands do not load the evaluation code
+    from .eval.perplexity import format_table, perplexity
+    from .eval.weights import check_requantize
+
+    variants: list[QuantType | None] = [None, *(check_requantize(t) for t in args.requantize)]
+    tokens = np.load(args.tokens)
+    results = []
+    t0 = time.perf_counter()
+    for v in variants:
+        r = perplexity(args.model, tokens, requantize=v, ctx=args.ctx, windows=args.windows,
+                       progress=not args.no_progress)
+        print(f"{r.name}: ppl {r.ppl:.4f} (load {r.load_seconds:.1f} s, eval {r.eval_seconds:.1f} s, "
+              f"{r.eval_cpu_seconds:.1f} s CPU)",
+              file=sys.stderr, flush=True)
+        results.append(r)
+    print(f"model {args.model}, tokens {args.tokens}: {args.windows} windows of {args.ctx} tokens, "
+          f"{args.windows * (args.ctx - 1)} scored")
+    print(format_table(results))
+    print(f"total elapsed {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="realizar",
@@ -88,6 +112,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--blocks", type=int, default=4, help="blocks per format (default: %(default)s)")
     p.set_defaults(func=cmd_demo)
     _cli_gguf.add_parsers(sub)  # info, dequantize
+
+    p = sub.add_parser("perplexity", help="perplexity of a GGUF llama/qwen2 model, optionally re-quantized",
+                       description="Perplexity of a GGUF model (llama, qwen2) on pre-tokenized text, for the "
+                       "weights as published and re-quantized to each --requantize type.")
+    p.add_argument("model", help="GGUF model file")
+    p.add_argument("--tokens", required=True, help="token ids, a 1-D integer .npy file")
+    p.add_argument("--requantize", nargs="*", default=[], metavar="T",
+                   help="re-quantize to these types (e.g. Q8_0 Q4_K) after the reference")
+    p.add_argument("--ctx", type=int, default=512, help="tokens per window (default: %(default)s)")
+    p.add_argument("--windows", type=int, default=8, help="number of windows (default: %(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_perplexity)
     return parser
 
 
