@@ -47,3 +47,44 @@ def assert_bits_equal(got: npt.NDArray[np.float32], want: npt.NDArray[np.float32
             f"{what}: {bad.size} of {g.size} values differ; first at {i}: "
             f"got {g[i]:#010x} ({got.reshape(-1)[i]!r}), want {w[i]:#010x} ({want.reshape(-1)[i]!r})"
         )
+
+
+# Byte offset of the fp16 field added after the product (`m` / `dmin`) in the formats that have one.
+MIN_FIELD = {"Q4_1": 2, "Q5_1": 2, "Q2_K": 82, "Q4_K": 2, "Q5_K": 2}
+
+
+def assert_matches_gguf_py(
+    got: npt.NDArray[np.float32],
+    want: npt.NDArray[np.float32],
+    qtype: str,
+    raw: bytes | npt.NDArray[np.uint8],
+    what: str = "",
+) -> None:
+    """Bit-exact comparison with gguf-py, with the one case where ggml and gguf-py themselves disagree.
+
+    In `y = q*d + m` (and `(d*sc)*q - dmin*m`) with a non-finite `m`/`dmin` field, both terms can
+    be NaN (e.g. Inf*0 + NaN); IEEE 754 leaves open which NaN the sum returns, and x86 returns the
+    first operand's. ggml's C reference built as llama.cpp builds ggml-quants.c (-O3, which the
+    golden vectors were made with, and realizar follows) returns the product's NaN; NumPy, and so
+    gguf-py, (and ggml built with -march=native) return `m`'s. Only positions where both outputs
+    are NaN, in blocks whose `m`/`dmin` field is non-finite, may differ; everything else is exact.
+    """
+    from realizar import QuantType
+
+    qt = QuantType.parse(qtype)
+    g, w = bits(got.reshape(-1)), bits(np.asarray(want, dtype=np.float32).reshape(-1))
+    assert g.shape == w.shape, (what, g.shape, w.shape)
+    bad = np.flatnonzero(g != w)
+    if bad.size and qt.name in MIN_FIELD:
+        blocks = np.frombuffer(bytes(raw), np.uint8).reshape(-1, qt.type_size)
+        off = MIN_FIELD[qt.name]
+        m_bits = blocks[:, off].astype(np.uint16) | (blocks[:, off + 1].astype(np.uint16) << 8)
+        m_nonfinite = (m_bits & 0x7C00) == 0x7C00
+        both_nan = np.isnan(got.reshape(-1)[bad]) & np.isnan(np.asarray(want).reshape(-1)[bad])
+        bad = bad[~(both_nan & m_nonfinite[bad // qt.block_size])]
+    if bad.size:
+        i = int(bad[0])
+        raise AssertionError(
+            f"{what}: {bad.size} of {g.size} values differ from gguf-py; first at {i}: "
+            f"got {g[i]:#010x}, want {w[i]:#010x}"
+        )

@@ -16,6 +16,8 @@ import realizar
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from .conftest import assert_matches_gguf_py
+
 FORMATS = [t.name for t in realizar.QuantType]
 KERNELS = realizar.available_kernels()
 
@@ -79,15 +81,6 @@ def oracle(fmt: str, data: bytes) -> np.ndarray:
     return np.asarray(out, dtype=np.float32).reshape(-1)
 
 
-def assert_bits_equal(got: np.ndarray, want: np.ndarray, what: str) -> None:
-    g, w = got.reshape(-1).view(np.uint32), want.reshape(-1).view(np.uint32)
-    assert g.shape == w.shape, what
-    bad = np.flatnonzero(g != w)
-    if bad.size:
-        i = bad[0]
-        pytest.fail(f"{what}: {bad.size} weights differ, first at {i}: {g[i]:#010x} != {w[i]:#010x}")
-
-
 @pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("fmt", FORMATS)
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -131,7 +124,7 @@ def test_kernel_matches_gguf_py(
         assert np.isnan(backing[dst_off + want.size :]).all(), what
     else:
         res = realizar.dequantize(src, fmt, threads=threads)
-    assert_bits_equal(res, want, what)
+    assert_matches_gguf_py(res, want, fmt, data, what)
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
@@ -141,12 +134,11 @@ def test_every_kernel_gives_the_same_bits_on_a_large_input(kernel: str) -> None:
     want = oracle("Q4_K", data)
     realizar.set_kernel(kernel)
     for threads in (None, 1, 2, 3):
-        assert_bits_equal(
-            realizar.dequantize(data, "Q4_K", threads=threads), want, f"{kernel} threads={threads}"
-        )
+        got = realizar.dequantize(data, "Q4_K", threads=threads)
+        assert_matches_gguf_py(got, want, "Q4_K", data, f"{kernel} threads={threads}")
         out = np.empty(want.size, np.float32)
         realizar.dequantize(data, "Q4_K", out=out, threads=threads)
-        assert_bits_equal(out, want, f"{kernel} out= threads={threads}")
+        assert_matches_gguf_py(out, want, "Q4_K", data, f"{kernel} out= threads={threads}")
 
 
 def test_set_kernel_rejects_unknown_and_auto_restores_best() -> None:

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from realizar import QuantType
 
-from .conftest import assert_bits_equal
+from .conftest import assert_bits_equal, assert_matches_gguf_py
 
 BLOCK_TYPES = [t for t in QuantType if t.is_quantized]
 GOLDEN_NAMES = {t: t.name.lower().replace("_k", "_K") for t in BLOCK_TYPES}  # q4_0, q6_K
@@ -64,7 +64,7 @@ def test_random_bytes_match_gguf_py(qt: QuantType, nblocks: int, data: st.DataOb
     got = realizar.dequantize(raw, qt)
     assert got.shape == (nblocks * qt.block_size,)
     if nblocks:
-        assert_bits_equal(got, gguf_py(raw, qt), str(qt))
+        assert_matches_gguf_py(got, gguf_py(raw, qt), qt.name, raw, str(qt))
 
 
 @settings(max_examples=40, deadline=None)
@@ -77,7 +77,7 @@ def test_random_blocks_with_special_scales_match_gguf_py(qt: QuantType, nblocks:
     raw16 = raw[: raw.size // 2 * 2].view(np.uint16)
     pick = rng.random(raw16.size) < 0.1
     raw16[pick] = rng.choice(specials, pick.sum())
-    assert_bits_equal(realizar.dequantize(raw, qt), gguf_py(raw, qt), str(qt))
+    assert_matches_gguf_py(realizar.dequantize(raw, qt), gguf_py(raw, qt), qt.name, raw, str(qt))
 
 
 def _quantizable_with_gguf_py() -> list[QuantType]:
