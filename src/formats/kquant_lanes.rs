@@ -103,6 +103,77 @@ pub(crate) mod avx2 {
             | ((_mm256_movemask_ps(c[3]) as u32) << 24)
     }
 
+    /// The 32 values of one legacy block in four registers (unaligned loads inside `x[..32]`).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn load4(x: &[f32]) -> [__m256; 4] {
+        let x = &x[..32];
+        [
+            _mm256_loadu_ps(x.as_ptr()),
+            _mm256_loadu_ps(x[8..].as_ptr()),
+            _mm256_loadu_ps(x[16..].as_ptr()),
+            _mm256_loadu_ps(x[24..].as_ptr()),
+        ]
+    }
+
+    /// ggml's `max`: the first element whose |x| is the largest, or +0.0 if all are zero.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn signed_absmax(x: &[f32], v: &[__m256; 4]) -> f32 {
+        let a = [abs(v[0]), abs(v[1]), abs(v[2]), abs(v[3])];
+        let amax = hmax(_mm256_max_ps(_mm256_max_ps(a[0], a[1]), _mm256_max_ps(a[2], a[3])));
+        if amax == 0.0 {
+            return 0.0;
+        }
+        let s = _mm256_set1_ps(amax);
+        let hit = mask32([
+            _mm256_cmp_ps::<_CMP_EQ_OQ>(a[0], s),
+            _mm256_cmp_ps::<_CMP_EQ_OQ>(a[1], s),
+            _mm256_cmp_ps::<_CMP_EQ_OQ>(a[2], s),
+            _mm256_cmp_ps::<_CMP_EQ_OQ>(a[3], s),
+        ]);
+        // hit == 0 only with NaN in the block (rejected by the caller, which checks afterwards).
+        if hit == 0 {
+            return amax;
+        }
+        x[hit.trailing_zeros() as usize]
+    }
+
+    /// ggml's sequential `min` and `max` (strict comparisons): exact values; a zero result is the
+    /// first zero element, with its sign, as the C loop leaves it.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn min_max(x: &[f32], v: &[__m256; 4]) -> (f32, f32) {
+        let mut min = hmin(_mm256_min_ps(_mm256_min_ps(v[0], v[1]), _mm256_min_ps(v[2], v[3])));
+        let mut max = hmax(_mm256_max_ps(_mm256_max_ps(v[0], v[1]), _mm256_max_ps(v[2], v[3])));
+        if min == 0.0 || max == 0.0 {
+            let z = _mm256_setzero_ps();
+            let hit = mask32([
+                _mm256_cmp_ps::<_CMP_EQ_OQ>(v[0], z),
+                _mm256_cmp_ps::<_CMP_EQ_OQ>(v[1], z),
+                _mm256_cmp_ps::<_CMP_EQ_OQ>(v[2], z),
+                _mm256_cmp_ps::<_CMP_EQ_OQ>(v[3], z),
+            ]);
+            // A zero min or max is one of the lanes, so hit != 0 (the guard is for NaN input,
+            // which the caller rejects after encoding).
+            let first_zero = if hit == 0 { 0.0 } else { x[hit.trailing_zeros() as usize] };
+            if min == 0.0 {
+                min = first_zero;
+            }
+            if max == 0.0 {
+                max = first_zero;
+            }
+        }
+        (min, max)
+    }
+
+    /// Bit 4 of each i32 lane moved to the sign bit (for `movemask`).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn bit4(q: __m256i) -> __m256 {
+        _mm256_castsi256_ps(_mm256_slli_epi32::<27>(q))
+    }
+
     /// C's float -> `int8_t` conversion as gcc compiles it (`cvttss2si`, then the low byte,
     /// sign-extended), on 8 lanes.
     #[inline]

@@ -101,46 +101,6 @@ mod lanes {
     use super::{imatrix_blocks, BLOCK_BYTES, BLOCK_WEIGHTS};
     use std::arch::x86_64::*;
 
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn load4(x: &[f32]) -> [__m256; 4] {
-        let x = &x[..32];
-        [
-            _mm256_loadu_ps(x.as_ptr()),
-            _mm256_loadu_ps(x[8..].as_ptr()),
-            _mm256_loadu_ps(x[16..].as_ptr()),
-            _mm256_loadu_ps(x[24..].as_ptr()),
-        ]
-    }
-
-    /// ggml's sequential `min` and `max` (strict comparisons): exact values; a zero result is the
-    /// first zero element, with its sign, as the C loop leaves it.
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn min_max(x: &[f32], v: &[__m256; 4]) -> (f32, f32) {
-        let mut min = hmin(_mm256_min_ps(_mm256_min_ps(v[0], v[1]), _mm256_min_ps(v[2], v[3])));
-        let mut max = hmax(_mm256_max_ps(_mm256_max_ps(v[0], v[1]), _mm256_max_ps(v[2], v[3])));
-        if min == 0.0 || max == 0.0 {
-            let z = _mm256_setzero_ps();
-            let hit = mask32([
-                _mm256_cmp_ps::<_CMP_EQ_OQ>(v[0], z),
-                _mm256_cmp_ps::<_CMP_EQ_OQ>(v[1], z),
-                _mm256_cmp_ps::<_CMP_EQ_OQ>(v[2], z),
-                _mm256_cmp_ps::<_CMP_EQ_OQ>(v[3], z),
-            ]);
-            // A zero min or max is one of the lanes, so hit != 0 (the guard is for NaN input,
-            // which the caller rejects after encoding).
-            let first_zero = if hit == 0 { 0.0 } else { x[hit.trailing_zeros() as usize] };
-            if min == 0.0 {
-                min = first_zero;
-            }
-            if max == 0.0 {
-                max = first_zero;
-            }
-        }
-        (min, max)
-    }
-
     /// `quantize_row_q4_1_ref` of one block.
     #[inline]
     #[target_feature(enable = "avx2")]

@@ -106,48 +106,6 @@ mod lanes {
     use super::{imatrix_blocks, BLOCK_BYTES, BLOCK_WEIGHTS};
     use std::arch::x86_64::*;
 
-    /// Bit 4 of each i32 lane moved to the sign bit (for `movemask`).
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn bit4(q: __m256i) -> __m256 {
-        _mm256_castsi256_ps(_mm256_slli_epi32::<27>(q))
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn load4(x: &[f32]) -> [__m256; 4] {
-        let x = &x[..32];
-        [
-            _mm256_loadu_ps(x.as_ptr()),
-            _mm256_loadu_ps(x[8..].as_ptr()),
-            _mm256_loadu_ps(x[16..].as_ptr()),
-            _mm256_loadu_ps(x[24..].as_ptr()),
-        ]
-    }
-
-    /// ggml's `max`: the first element whose |x| is the largest, or +0.0 if all are zero.
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn signed_absmax(x: &[f32], v: &[__m256; 4]) -> f32 {
-        let a = [abs(v[0]), abs(v[1]), abs(v[2]), abs(v[3])];
-        let amax = hmax(_mm256_max_ps(_mm256_max_ps(a[0], a[1]), _mm256_max_ps(a[2], a[3])));
-        if amax == 0.0 {
-            return 0.0;
-        }
-        let s = _mm256_set1_ps(amax);
-        let hit = mask32([
-            _mm256_cmp_ps::<_CMP_EQ_OQ>(a[0], s),
-            _mm256_cmp_ps::<_CMP_EQ_OQ>(a[1], s),
-            _mm256_cmp_ps::<_CMP_EQ_OQ>(a[2], s),
-            _mm256_cmp_ps::<_CMP_EQ_OQ>(a[3], s),
-        ]);
-        // hit == 0 only with NaN in the block (rejected by the caller, which checks afterwards).
-        if hit == 0 {
-            return amax;
-        }
-        x[hit.trailing_zeros() as usize]
-    }
-
     /// `quantize_row_q5_0_ref` of one block.
     #[inline]
     #[target_feature(enable = "avx2")]

@@ -58,18 +58,6 @@ mod lanes {
     use super::{BLOCK_BYTES, BLOCK_WEIGHTS};
     use std::arch::x86_64::*;
 
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn load4(x: &[f32]) -> [__m256; 4] {
-        let x = &x[..32];
-        [
-            _mm256_loadu_ps(x.as_ptr()),
-            _mm256_loadu_ps(x[8..].as_ptr()),
-            _mm256_loadu_ps(x[16..].as_ptr()),
-            _mm256_loadu_ps(x[24..].as_ptr()),
-        ]
-    }
-
     /// C's `roundf` (half away from zero) on 8 lanes of values below 2^23 in magnitude.
     #[inline]
     #[target_feature(enable = "avx2")]
