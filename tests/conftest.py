@@ -49,6 +49,25 @@ def assert_bits_equal(got: npt.NDArray[np.float32], want: npt.NDArray[np.float32
         )
 
 
+def gguf_py_dequantize(data: object, qtype: object) -> npt.NDArray[np.float32]:
+    """The oracle: gguf-py's ``quants.dequantize`` of ``data`` (bytes or any contiguous array, read
+    as raw bytes) as type ``qtype`` (a QuantType, name or id), flattened to float32. NaN/Inf scales
+    in random blocks make NumPy warn; the values, not the warnings, are what is compared."""
+    import warnings
+
+    import gguf
+    from gguf import quants
+    from realizar import QuantType
+
+    raw = np.frombuffer(data, np.uint8) if isinstance(data, bytes | bytearray) else np.asarray(data)
+    raw = np.ascontiguousarray(raw).reshape(-1).view(np.uint8)
+    gtype = gguf.GGMLQuantizationType(int(QuantType.parse(qtype)))  # type: ignore[arg-type]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        out = quants.dequantize(raw, gtype)
+    return np.asarray(out, dtype=np.float32).reshape(-1)
+
+
 # Byte offset of the fp16 field added after the product (`m` / `dmin`) in the formats that have one.
 MIN_FIELD = {"Q4_1": 2, "Q5_1": 2, "Q2_K": 82, "Q4_K": 2, "Q5_K": 2}
 

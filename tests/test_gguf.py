@@ -10,7 +10,6 @@ import math
 import os
 import struct
 import tempfile
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,21 +22,19 @@ import pytest
 import realizar
 from gguf import GGMLQuantizationType as GT
 from gguf import GGUFValueType as VT
-from gguf import quants
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from realizar import GGUFError, GGUFFile, QuantType, RealizarError, load_gguf
 
-from .conftest import assert_bits_equal, assert_matches_gguf_py
+from .conftest import assert_bits_equal, assert_matches_gguf_py, gguf_py_dequantize
 
 CRASHERS = Path(__file__).parent / "gguf_crashers"
 
 
-def gguf_py_decode(t: Any) -> npt.NDArray[np.float32]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # NaN/Inf scales in random blocks
-        y = quants.dequantize(t.data, t.tensor_type)
-    return np.asarray(y, dtype=np.float32)
+def assert_matches_reader_tensor(got: npt.NDArray[np.float32], t: Any) -> None:
+    """``got`` equals gguf-py's decoding of GGUFReader tensor ``t`` (see ``assert_matches_gguf_py``)."""
+    want = gguf_py_dequantize(t.data, int(t.tensor_type))
+    assert_matches_gguf_py(got, want, t.tensor_type.name, t.data.tobytes(), t.name)
 
 
 def random_tensor_bytes(qt: QuantType, shape: tuple[int, ...], rng: np.random.Generator) -> npt.NDArray[Any]:
@@ -196,7 +193,7 @@ def test_tensors_match_gguf_py(every_type_file: Path) -> None:
             assert np.array_equal(raw, t.data.reshape(-1).view(np.uint8))
             got = f.dequantize(t.name)
             assert got.shape == info.shape and got.dtype == np.float32
-            assert_matches_gguf_py(got, gguf_py_decode(t), t.tensor_type.name, t.data.tobytes(), t.name)
+            assert_matches_reader_tensor(got, t)
 
 
 @pytest.mark.parametrize("alignment", [1, 2, 8, 16, 64, 256, 4096])
@@ -215,9 +212,7 @@ def test_alignments(tmp_path: Path, alignment: int) -> None:
         for t in reader.tensors:
             assert f.tensors[t.name].offset == int(t.data_offset)
             assert f.tensors[t.name].offset % alignment == 0
-            assert_matches_gguf_py(
-                f.dequantize(t.name), gguf_py_decode(t), t.tensor_type.name, t.data.tobytes(), t.name
-            )
+            assert_matches_reader_tensor(f.dequantize(t.name), t)
 
 
 def test_many_tensors(tmp_path: Path) -> None:
@@ -231,9 +226,7 @@ def test_many_tensors(tmp_path: Path) -> None:
     loaded = load_gguf(p)
     assert list(loaded) == [t.name for t in reader.tensors]
     for t in reader.tensors:
-        assert_matches_gguf_py(
-            loaded[t.name], gguf_py_decode(t), t.tensor_type.name, t.data.tobytes(), t.name
-        )
+        assert_matches_reader_tensor(loaded[t.name], t)
 
 
 def test_dtypes_out_and_load(every_type_file: Path) -> None:
@@ -716,7 +709,7 @@ def test_smollm2_every_tensor_bit_exact() -> None:
             info = f.tensors[t.name]
             types.add(info.type_name)
             assert info.shape == tuple(int(s) for s in reversed(t.shape.tolist()))
-            assert_bits_equal(f.dequantize(t.name), gguf_py_decode(t).reshape(info.shape), t.name)
+            assert_bits_equal(f.dequantize(t.name), gguf_py_dequantize(t.data, int(t.tensor_type)), t.name)
         assert "Q4_1" in types
     for key, field in reader.fields.items():
         if key.startswith("GGUF."):

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import gguf
-import gguf.quants
 import numpy as np
 import pytest
 import realizar
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .conftest import assert_matches_gguf_py
+from .conftest import assert_matches_gguf_py, gguf_py_dequantize
 
 FORMATS = [t.name for t in realizar.QuantType]
 KERNELS = realizar.available_kernels()
@@ -75,12 +73,6 @@ def _le(value: int, nbytes: int) -> np.ndarray:
     return np.frombuffer(value.to_bytes(nbytes, "little"), np.uint8)
 
 
-def oracle(fmt: str, data: bytes) -> np.ndarray:
-    with np.errstate(all="ignore"):
-        out = gguf.quants.dequantize(np.frombuffer(data, np.uint8), gguf.GGMLQuantizationType[fmt])
-    return np.asarray(out, dtype=np.float32).reshape(-1)
-
-
 @pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("fmt", FORMATS)
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -107,7 +99,7 @@ def test_kernel_matches_gguf_py(
     if fmt in ("F32", "F16", "BF16"):
         nblocks *= 5
     data = make_blocks(fmt, nblocks, seed, specials)
-    want = oracle(fmt, data)
+    want = gguf_py_dequantize(data, fmt)
     assert realizar.set_kernel(kernel) == kernel
     assert realizar.kernel() == kernel
     # Unaligned input: the same bytes `src_off` bytes into a buffer.
@@ -131,7 +123,7 @@ def test_kernel_matches_gguf_py(
 def test_every_kernel_gives_the_same_bits_on_a_large_input(kernel: str) -> None:
     """Sizes past the automatic-threading threshold and the streaming-store threshold, all threads."""
     data = make_blocks("Q4_K", 17_000, 1, [(i * 7, i, i) for i in range(200)])  # 4.35M weights, 17 MB out
-    want = oracle("Q4_K", data)
+    want = gguf_py_dequantize(data, "Q4_K")
     realizar.set_kernel(kernel)
     for threads in (None, 1, 2, 3):
         got = realizar.dequantize(data, "Q4_K", threads=threads)

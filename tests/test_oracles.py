@@ -14,17 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from realizar import QuantType
 
-from .conftest import assert_bits_equal, assert_matches_gguf_py
+from .conftest import assert_bits_equal, assert_matches_gguf_py, gguf_py_dequantize
 
 BLOCK_TYPES = [t for t in QuantType if t.is_quantized]
 GOLDEN_NAMES = {t: t.name.lower().replace("_k", "_K") for t in BLOCK_TYPES}  # q4_0, q6_K
-
-
-def gguf_py(raw: npt.NDArray[np.uint8], qt: QuantType) -> npt.NDArray[np.float32]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # NaN/Inf scales in random blocks
-        out = quants.dequantize(raw, gguf.GGMLQuantizationType(int(qt)))
-    return np.asarray(out, dtype=np.float32).reshape(-1)
 
 
 @pytest.mark.parametrize("qt", BLOCK_TYPES, ids=str)
@@ -64,7 +57,7 @@ def test_random_bytes_match_gguf_py(qt: QuantType, nblocks: int, data: st.DataOb
     got = realizar.dequantize(raw, qt)
     assert got.shape == (nblocks * qt.block_size,)
     if nblocks:
-        assert_matches_gguf_py(got, gguf_py(raw, qt), qt.name, raw, str(qt))
+        assert_matches_gguf_py(got, gguf_py_dequantize(raw, qt), qt.name, raw, str(qt))
 
 
 @settings(max_examples=40, deadline=None)
@@ -77,7 +70,7 @@ def test_random_blocks_with_special_scales_match_gguf_py(qt: QuantType, nblocks:
     raw16 = raw[: raw.size // 2 * 2].view(np.uint16)
     pick = rng.random(raw16.size) < 0.1
     raw16[pick] = rng.choice(specials, pick.sum())
-    assert_matches_gguf_py(realizar.dequantize(raw, qt), gguf_py(raw, qt), qt.name, raw, str(qt))
+    assert_matches_gguf_py(realizar.dequantize(raw, qt), gguf_py_dequantize(raw, qt), qt.name, raw, str(qt))
 
 
 def _quantizable_with_gguf_py() -> list[QuantType]:
@@ -109,15 +102,15 @@ def test_blocks_quantized_from_floats_match_gguf_py(
         warnings.simplefilter("ignore", RuntimeWarning)  # gguf-py's fp16 cast of huge scales
         q = quants.quantize(x, gguf.GGMLQuantizationType(int(qt)))
     got = realizar.dequantize(q, qt, shape=x.shape)
-    assert_bits_equal(got, gguf_py(q, qt), str(qt))
+    assert_bits_equal(got, gguf_py_dequantize(q, qt), str(qt))
 
 
 def test_f16_every_value_matches_numpy() -> None:
     h = np.arange(65536, dtype=np.uint16)
     assert_bits_equal(realizar.dequantize(h, "F16"), h.view(np.float16).astype(np.float32), "F16")
-    assert_bits_equal(realizar.dequantize(h, "F16"), gguf_py(h.view(np.uint8), QuantType.F16), "F16 gguf-py")
+    assert_bits_equal(realizar.dequantize(h, "F16"), gguf_py_dequantize(h, QuantType.F16), "F16 gguf-py")
 
 
 def test_bf16_every_value_matches_gguf_py() -> None:
     h = np.arange(65536, dtype=np.uint16)
-    assert_bits_equal(realizar.dequantize(h, "BF16"), gguf_py(h.view(np.uint8), QuantType.BF16), "BF16")
+    assert_bits_equal(realizar.dequantize(h, "BF16"), gguf_py_dequantize(h, QuantType.BF16), "BF16")
