@@ -5,7 +5,8 @@ mod buffer;
 mod gguf;
 mod quantize;
 
-use numpy::{PyArray1, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
+use numpy::ndarray::IxDyn;
+use numpy::{PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -72,33 +73,24 @@ fn dequantize<'py>(
     let buf = ReadBuffer::get(data, "data")?;
     let n = qtype.weights_in(buf.as_slice().len()).map_err(to_py)?;
     let opts = Options { threads, kernel: None };
-    match out {
-        None => {
-            // NumPy's own zeroed allocation (calloc: fresh pages are not zeroed twice) carries
-            // NumPy's huge-page hint for large arrays, so first-touching the output costs far fewer
-            // page faults than a Vec's 4 KiB pages (measured: benches/bench_python.py).
-            let arr = PyArray1::<f32>::zeros(py, n, false);
-            {
-                let mut rw = arr.try_readwrite().map_err(|e| PyValueError::new_err(format!("output: {e}")))?;
-                let dst = rw.as_slice_mut().map_err(|e| PyValueError::new_err(format!("output: {e}")))?;
-                py.detach(|| crate::dequantize_into_with(buf.as_slice(), qtype, dst, opts)).map_err(to_py)?;
-            }
-            Ok(arr.into_any())
+    let arr = match out {
+        // NumPy's own zeroed allocation (calloc: fresh pages are not zeroed twice) carries NumPy's
+        // huge-page hint for large arrays, so first-touching the output costs far fewer page faults
+        // than a Vec's 4 KiB pages (measured: benches/bench_python.py).
+        None => PyArrayDyn::<f32>::zeros(py, IxDyn(&[n]), false),
+        Some(out) => writable_f32(out, n)?.clone(),
+    };
+    {
+        let mut rw = arr.try_readwrite().map_err(|e| PyValueError::new_err(format!("out: {e}")))?;
+        let dst = rw.as_slice_mut().map_err(|e| PyValueError::new_err(format!("out: {e}")))?;
+        let (a0, a1) = buf.range();
+        let (b0, b1) = (dst.as_ptr() as usize, dst.as_ptr() as usize + 4 * dst.len());
+        if a0 < b1 && b0 < a1 {
+            return Err(PyValueError::new_err("out must not overlap the input data"));
         }
-        Some(out_obj) => {
-            let arr = writable_f32(out_obj, n)?;
-            let mut rw = arr.try_readwrite().map_err(|e| PyValueError::new_err(format!("out: {e}")))?;
-            let dst = rw.as_slice_mut().map_err(|e| PyValueError::new_err(format!("out: {e}")))?;
-            let (a0, a1) = buf.range();
-            let (b0, b1) = (dst.as_ptr() as usize, dst.as_ptr() as usize + 4 * dst.len());
-            if a0 < b1 && b0 < a1 {
-                return Err(PyValueError::new_err("out must not overlap the input data"));
-            }
-            py.detach(|| crate::dequantize_into_with(buf.as_slice(), qtype, dst, opts)).map_err(to_py)?;
-            drop(rw);
-            Ok(out_obj.clone())
-        }
+        py.detach(|| crate::dequantize_into_with(buf.as_slice(), qtype, dst, opts)).map_err(to_py)?;
     }
+    Ok(arr.into_any())
 }
 
 /// `out` as a writable C-contiguous float32 array of `n` elements, or a clear error.
