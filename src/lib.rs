@@ -60,18 +60,43 @@ pub fn dequantize_into(data: &[u8], qtype: QuantType, out: &mut [f32]) -> Result
 
 /// [`dequantize_into`] with explicit [`Options`].
 pub fn dequantize_into_with(data: &[u8], qtype: QuantType, out: &mut [f32], opts: Options) -> Result<()> {
+    check_lengths(data, qtype, out)?;
+    let decode = kernels::decoder(qtype, kernel_of(opts)?);
+    parallel::run(decode, qtype, data, out, parallel::threads_for(out.len(), opts.threads));
+    Ok(())
+}
+
+/// One decode of [`dequantize_many_into`]: input bytes, their type, the output.
+pub type Job<'a, 'b> = (&'a [u8], QuantType, &'b mut [f32]);
+
+/// Decodes several inputs into their outputs in one parallel pass: all the jobs are cut into
+/// pieces of whole blocks that the threads share, so many small tensors (a model file's) keep every
+/// core busy where one [`dequantize_into_with`] per tensor would run most of them on one thread.
+/// Every job is checked before any is decoded; the output is identical for every thread count.
+pub fn dequantize_many_into(jobs: &mut [Job<'_, '_>], opts: Options) -> Result<()> {
+    for (i, (data, qtype, out)) in jobs.iter().enumerate() {
+        check_lengths(data, *qtype, out).map_err(|e| Error::InvalidArgument(format!("job {i}: {e}")))?;
+    }
+    let kernel = kernel_of(opts)?;
+    let total = jobs.iter().map(|j| j.2.len()).sum();
+    let pieces =
+        jobs.iter_mut().map(|(data, qtype, out)| (kernels::decoder(*qtype, kernel), *qtype, *data, &mut **out));
+    parallel::run_many(pieces, parallel::threads_for(total, opts.threads));
+    Ok(())
+}
+
+fn check_lengths(data: &[u8], qtype: QuantType, out: &[f32]) -> Result<()> {
     let n = qtype.weights_in(data.len())?;
     if out.len() != n {
         return Err(Error::BadOutputLength { qtype, input_bytes: data.len(), expected: n, actual: out.len() });
     }
-    let kernel = match opts.kernel {
-        Some(k) if !k.is_supported() => {
-            return Err(Error::InvalidArgument(format!("kernel {k} is not supported on this CPU")))
-        }
-        Some(k) => k,
-        None => kernels::active(),
-    };
-    let decode = kernels::decoder(qtype, kernel);
-    parallel::run(decode, qtype, data, out, parallel::threads_for(n, opts.threads));
     Ok(())
+}
+
+fn kernel_of(opts: Options) -> Result<Kernel> {
+    match opts.kernel {
+        Some(k) if !k.is_supported() => Err(Error::InvalidArgument(format!("kernel {k} is not supported on this CPU"))),
+        Some(k) => Ok(k),
+        None => Ok(kernels::active()),
+    }
 }

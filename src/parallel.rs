@@ -50,3 +50,43 @@ pub fn run(decode: DecodeFn, qtype: QuantType, src: &[u8], dst: &mut [f32], thre
         }
     });
 }
+
+/// Weights per piece in [`run_many`]: 1 MiB of output, small enough to balance two to a few dozen
+/// threads over a model's tensors, large enough that handing a piece to a thread costs nothing.
+pub const PIECE_WEIGHTS: usize = 1 << 18;
+
+/// Decodes several `(decoder, type, input, output)` jobs with `threads` threads: each job is cut
+/// into pieces of at most [`PIECE_WEIGHTS`] weights on block boundaries, and the threads take
+/// pieces from one shared list, in order.
+pub fn run_many<'a, I>(jobs: I, threads: usize)
+where
+    I: IntoIterator<Item = (DecodeFn, QuantType, &'a [u8], &'a mut [f32])>,
+{
+    let mut pieces: Vec<(DecodeFn, &'a [u8], &'a mut [f32])> = Vec::new();
+    for (decode, qtype, src, dst) in jobs {
+        let (bb, bw) = (qtype.type_size(), qtype.block_size());
+        // Whole 64-byte lines of output per piece, as in `run`, so aligned outputs stay aligned.
+        let per = (PIECE_WEIGHTS / bw).max(1).next_multiple_of((16 / bw).max(1));
+        pieces.extend(src.chunks(per * bb).zip(dst.chunks_mut(per * bw)).map(|(s, d)| (decode, s, d)));
+    }
+    if threads <= 1 || pieces.len() <= 1 {
+        for (decode, src, dst) in pieces {
+            decode(src, dst);
+        }
+        return;
+    }
+    let helpers = threads.min(pieces.len()) - 1;
+    let queue = std::sync::Mutex::new(pieces.into_iter());
+    let work = || loop {
+        // The lock is held only to take the next piece, not while decoding it.
+        let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
+        let Some((decode, src, dst)) = next else { break };
+        decode(src, dst);
+    };
+    rayon::in_place_scope(|s| {
+        for _ in 0..helpers {
+            s.spawn(|_| work());
+        }
+        work();
+    });
+}

@@ -5,7 +5,7 @@
 
 use realizar::formats::portable;
 use realizar::kernels::{self, Kernel};
-use realizar::{dequantize_into_with, Options, QuantType};
+use realizar::{dequantize_into_with, dequantize_many_into, Error, Options, QuantType};
 
 /// Deterministic pseudo-random numbers (xorshift64*), so the test needs no extra crate.
 struct Rng(u64);
@@ -267,4 +267,45 @@ fn every_fp16_scale_value() {
             assert_eq!(bits(&got), bits(&want[off..]), "{kernel} F16 all values, offset {off}");
         }
     }
+}
+
+/// Many jobs of every type in one call (pieces shared by the threads, some jobs many pieces long,
+/// some empty) equal the portable decoder job by job, for every kernel and thread count.
+#[test]
+fn many_jobs_in_one_call_equal_portable() {
+    let mut rng = Rng::new(99);
+    let mut inputs = Vec::new();
+    for q in QuantType::ALL {
+        for n in [0usize, 1, 3, 1000] {
+            let n = if q.block_size() == 1 { n * 40 } else { n };
+            inputs.push((q, input(q, n, &mut rng)));
+        }
+    }
+    // Jobs of several pieces each (`parallel::PIECE_WEIGHTS` is 256 Ki weights).
+    for (q, n) in [(QuantType::Q4_K, 2100), (QuantType::Q5_0, 20_000)] {
+        inputs.insert(7, (q, input(q, n, &mut rng)));
+    }
+    let wants: Vec<Vec<f32>> = inputs.iter().map(|(q, src)| reference(*q, src)).collect();
+    for kernel in kernels::available() {
+        for threads in [0, 1, 2, 3, 8] {
+            let mut outs: Vec<Vec<f32>> = wants.iter().map(|w| vec![f32::from_bits(0x7FBA_D0D0); w.len()]).collect();
+            let mut jobs: Vec<_> =
+                inputs.iter().zip(outs.iter_mut()).map(|((q, s), o)| (&s[..], *q, &mut o[..])).collect();
+            dequantize_many_into(&mut jobs, Options { threads, kernel: Some(kernel) }).unwrap();
+            for (((q, src), got), want) in inputs.iter().zip(&outs).zip(&wants) {
+                assert_same(*q, &format!("{kernel} many threads={threads}"), got, want, src);
+            }
+        }
+    }
+}
+
+/// A job whose output has the wrong length is refused before anything is written, naming the job.
+#[test]
+fn many_jobs_check_every_job_first() {
+    let good = vec![0x11u8; QuantType::Q8_0.type_size() * 4];
+    let (mut a, mut b) = (vec![7f32; 128], vec![7f32; 127]);
+    let mut jobs = [(&good[..], QuantType::Q8_0, &mut a[..]), (&good[..], QuantType::Q8_0, &mut b[..])];
+    let err = dequantize_many_into(&mut jobs, Options::default()).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(ref m) if m.starts_with("job 1:") && m.contains("127")), "{err}");
+    assert!(a.iter().chain(&b).all(|&x| x == 7.0), "a refused call wrote output");
 }
