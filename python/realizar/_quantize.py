@@ -6,6 +6,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _realizar
+from ._api import threads_arg
 from ._types import QuantType, QuantTypeLike
 
 
@@ -48,9 +49,7 @@ def quantize(
         ValueError: ``out`` is not C-contiguous or is read-only.
     """
     qt = QuantType.parse(qtype)
-    if threads is not None and (isinstance(threads, bool) or int(threads) < 1):
-        raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
-    nthreads = 0 if threads is None else int(threads)
+    nthreads = threads_arg(threads)
     arr = np.asarray(x)
     if arr.dtype.kind != "f":
         raise TypeError(f"x must be an array of floats, got dtype {arr.dtype}")

@@ -93,6 +93,62 @@ fn dequantize<'py>(
     Ok(arr.into_any())
 }
 
+/// Decodes many `(data, qtype, out)` jobs in one call with the GIL released once: all the jobs'
+/// blocks are shared among the threads (see `realizar::dequantize_many_into`). Every job is checked
+/// first; the outputs must not overlap each other or any input.
+#[pyfunction]
+#[pyo3(signature = (jobs, threads=0))]
+fn _dequantize_many(
+    py: Python<'_>,
+    jobs: Vec<(Bound<'_, PyAny>, u32, Bound<'_, PyAny>)>,
+    threads: usize,
+) -> PyResult<()> {
+    let mut bufs = Vec::with_capacity(jobs.len());
+    for (i, (data, qtype, out)) in jobs.iter().enumerate() {
+        let qtype = qtype_of(*qtype)?;
+        let buf = ReadBuffer::get(data, &format!("jobs[{i}] data"))?;
+        let n =
+            qtype.weights_in(buf.as_slice().len()).map_err(|e| RealizarError::new_err(format!("jobs[{i}]: {e}")))?;
+        let arr = writable_f32(out, n).map_err(|e| prefixed(py, e, i))?;
+        bufs.push((buf, qtype, arr));
+    }
+    // rust-numpy's borrow tracking refuses two outputs that share memory.
+    let mut rws = Vec::with_capacity(bufs.len());
+    for (i, (_, _, arr)) in bufs.iter().enumerate() {
+        let rw =
+            arr.try_readwrite().map_err(|e| PyValueError::new_err(format!("jobs[{i}] out: {e} (outputs overlap?)")))?;
+        rws.push(rw);
+    }
+    let mut inputs: Vec<(usize, usize, usize)> =
+        bufs.iter().enumerate().map(|(i, (b, _, _))| (b.range().0, b.range().1, i)).collect();
+    inputs.sort_unstable();
+    let mut jobs = Vec::with_capacity(bufs.len());
+    for (i, ((buf, qtype, _), rw)) in bufs.iter().zip(rws.iter_mut()).enumerate() {
+        let dst = rw.as_slice_mut().map_err(|e| PyValueError::new_err(format!("jobs[{i}] out: {e}")))?;
+        let (b0, b1) = (dst.as_ptr() as usize, dst.as_ptr() as usize + 4 * dst.len());
+        // Inputs starting before the output's end; any of them ending after its start overlaps.
+        let before = inputs.partition_point(|&(a0, _, _)| a0 < b1);
+        if let Some(&(_, _, j)) = inputs[..before].iter().find(|&&(a0, a1, _)| a0 < a1 && a1 > b0 && b0 < b1) {
+            return Err(PyValueError::new_err(format!("jobs[{i}] out overlaps the input data of jobs[{j}]")));
+        }
+        jobs.push((buf.as_slice(), *qtype, dst));
+    }
+    let opts = Options { threads, kernel: None };
+    py.detach(|| crate::dequantize_many_into(&mut jobs, opts)).map_err(to_py)
+}
+
+/// The same exception with "jobs[i] " before its message.
+fn prefixed(py: Python<'_>, e: PyErr, i: usize) -> PyErr {
+    let msg = format!("jobs[{i}] {}", e.value(py));
+    if e.is_instance_of::<PyTypeError>(py) {
+        PyTypeError::new_err(msg)
+    } else if e.is_instance_of::<RealizarError>(py) {
+        RealizarError::new_err(msg)
+    } else {
+        PyValueError::new_err(msg)
+    }
+}
+
 /// `out` as a writable C-contiguous float32 array of `n` elements, or a clear error.
 fn writable_f32<'a, 'py>(out: &'a Bound<'py, PyAny>, n: usize) -> PyResult<&'a Bound<'py, PyArrayDyn<f32>>> {
     let untyped = out.cast::<PyUntypedArray>().map_err(|_| {
@@ -153,6 +209,7 @@ fn _realizar(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("RealizarError", m.py().get_type::<RealizarError>())?;
     m.add_function(wrap_pyfunction!(dequantize, m)?)?;
+    m.add_function(wrap_pyfunction!(_dequantize_many, m)?)?;
     m.add_function(wrap_pyfunction!(kernel, m)?)?;
     m.add_function(wrap_pyfunction!(set_kernel, m)?)?;
     m.add_function(wrap_pyfunction!(available_kernels, m)?)?;
