@@ -269,22 +269,6 @@ fn bytes_f32(x: u64) -> __m256 {
     _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(x as i64)))
 }
 
-/// The fp16 with bits `h` in all 8 lanes.
-#[target_feature(enable = "avx2,f16c")]
-#[inline]
-fn h_bcast_bits(h: u16) -> __m256 {
-    _mm256_broadcastss_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(h as i32)))
-}
-
-/// The fp16 bits of `-h`, or `h` itself if it is a NaN (whose sign and payload then stay as they
-/// are). For `y = q * d + m` computed as `q * d - (-m)`: the same sum for every number, and, as a
-/// subtraction is never commuted by the compiler, the NaN of `q * d` wins over the NaN of `m`,
-/// which is what the portable code's `q * d + m` gives (x86 returns the first operand's NaN).
-#[inline(always)]
-fn neg_unless_nan(h: u16) -> u16 {
-    h ^ (((h & 0x7FFF) <= 0x7C00) as u16) << 15
-}
-
 // Byte-wise decoding. A format's quants are assembled 32 at a time in the bytes of one register
 // (masks, shifts and ORs on all 32 at once), then widened to 32-bit lanes 8 at a time with one
 // in-lane `vpshufb` each: `spread` first reorders the dwords (0, 2, 4, 6 | 1, 3, 5, 7), so that
@@ -339,25 +323,6 @@ unsafe fn load32(p: *const u8) -> __m256i {
     _mm256_loadu_si256(p.cast::<__m256i>())
 }
 
-/// 32 bytes, byte j 0xFF if bit j of `qh` is set, else 0.
-#[target_feature(enable = "avx2")]
-#[inline]
-fn bits32(qh: u32) -> __m256i {
-    let v = _mm256_set1_epi32(qh as i32);
-    let which = _mm256_setr_epi64x(0, 0x0101_0101_0101_0101, 0x0202_0202_0202_0202, 0x0303_0303_0303_0303);
-    let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
-    _mm256_cmpeq_epi8(and(_mm256_shuffle_epi8(v, which), bit), bit)
-}
-
-/// The 16 bytes at `p` as 32 nibbles: the low nibbles (weights 0..16 of a Q4/Q5 block), then
-/// the high ones (16..32).
-#[target_feature(enable = "avx2")]
-#[inline]
-unsafe fn nibbles32(p: *const u8) -> __m256i {
-    let v = _mm256_broadcastsi128_si256(_mm_loadu_si128(p.cast::<__m128i>()));
-    and(_mm256_srlv_epi32(v, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4)), _mm256_set1_epi8(0x0F))
-}
-
 // ---------------------------------------------------------------------------------------------
 // The kernels. `src` holds `nb` whole blocks, `dst` room for `nb * block_weights` floats.
 
@@ -396,39 +361,74 @@ unsafe fn q4_1_avx2<const ST: u8>(src: *const u8, dst: *mut f32, nb: usize) {
     }
 }
 
-/// Q5_0: `d: f16 @0, qh: u32 @2, qs[16] @6`; `y = (q - 16) * d`. Byte-wise: `q - 16` is the
-/// nibble minus 16 where the fifth bit is clear, widened signed (see [`widen_ctl`]).
+/// The fifth bits of a Q5_0 / Q5_1 block, from its `qh: u32` at `p`, in 32-bit lanes for the
+/// weights 0..8, 8..16, 16..24, 24..32 (bit j of `qh` is weight j's): `(qh >> j) & 1` moved to
+/// bit 4 by a variable shift of the broadcast `qh` (no shuffles: they are the scarce resource on
+/// Zen 3), then `op(that, 16)`: AND gives 16 where the bit is set, ANDNOT 16 where it is clear.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn q5_fifth_bits<const SET: bool>(p: *const u8) -> [__m256i; 4] {
+    let v = _mm256_set1_epi32(u32_at(p) as i32);
+    let s = |o: i32| _mm256_setr_epi32(o, o + 1, o + 2, o + 3, o + 4, o + 5, o + 6, o + 7);
+    let m = splat(0x10);
+    let op = |a: __m256i| if SET { _mm256_and_si256(a, m) } else { _mm256_andnot_si256(a, m) };
+    [
+        op(_mm256_srlv_epi32(_mm256_slli_epi32::<4>(v), s(0))),
+        op(_mm256_srlv_epi32(v, s(4))),
+        op(_mm256_srlv_epi32(v, s(12))),
+        op(_mm256_srlv_epi32(v, s(20))),
+    ]
+}
+
+/// Q5_0: `d: f16 @0, qh: u32 @2, qs[16] @6`; `y = (q - 16) * d`, `q - 16` computed as the
+/// nibble minus (16 where the fifth bit is clear).
 #[target_feature(enable = "avx2,f16c")]
 unsafe fn q5_0_avx2<const ST: u8>(src: *const u8, dst: *mut f32, nb: usize) {
-    let sixteen = _mm256_set1_epi8(0x10);
-    let (idx, ctl, p24) = (spread_idx(), widen_ctls(true), _mm256_set1_ps(TWO_M24));
+    let m4 = splat(0xF);
     for i in 0..nb {
         let b = src.add(22 * i);
         let y = dst.add(32 * i);
-        let d = mul(h_bcast(b), p24);
-        let minus = _mm256_andnot_si256(bits32(u32_at(b.add(2))), sixteen);
-        let q = spread(_mm256_sub_epi8(nibbles32(b.add(6)), minus), idx);
-        for g in 0..4 {
-            st::<ST>(y.add(8 * g), mul(fl(_mm256_shuffle_epi8(q, ctl[g])), d));
+        let d = h_bcast(b);
+        let minus = q5_fifth_bits::<false>(b.add(2));
+        let x0 = u8x8(b.add(6));
+        let x1 = u8x8(b.add(14));
+        let q = [and(x0, m4), and(x1, m4), _mm256_srli_epi32(x0, 4), _mm256_srli_epi32(x1, 4)];
+        for k in 0..4 {
+            st::<ST>(y.add(8 * k), mul(fl(_mm256_sub_epi32(q[k], minus[k])), d));
         }
     }
 }
 
-/// Q5_1: `d: f16 @0, m: f16 @2, qh: u32 @4, qs[16] @8`; `y = q * d + m`, computed as
-/// `q * d - (-m)` (see [`neg_unless_nan`]). Byte-wise: nibble | fifth bit * 16, widened.
+/// One Q5_1 block (see [`q5_1_avx2`]); `NAN_M`: its `m` is a NaN.
+#[target_feature(enable = "avx2,f16c")]
+#[inline]
+unsafe fn q5_1_block<const ST: u8, const NAN_M: bool>(b: *const u8, y: *mut f32) {
+    let m4 = splat(0xF);
+    let d = h_bcast(b);
+    let m = h_bcast(b.add(2));
+    let high = q5_fifth_bits::<true>(b.add(4));
+    let x0 = u8x8(b.add(8));
+    let x1 = u8x8(b.add(16));
+    let q = [and(x0, m4), and(x1, m4), _mm256_srli_epi32(x0, 4), _mm256_srli_epi32(x1, 4)];
+    for k in 0..4 {
+        let p = mul(fl(or(q[k], high[k])), d);
+        // With a NaN `m`, `p - m` gives p's NaN if p is one, else m's, as the portable `p + m`
+        // does (x86 returns the first operand's NaN): a subtraction keeps its operand order, an
+        // addition may be commuted by the compiler. Otherwise the order cannot matter.
+        st::<ST>(y.add(8 * k), if NAN_M { _mm256_sub_ps(p, m) } else { _mm256_add_ps(p, m) });
+    }
+}
+
+/// Q5_1: `d: f16 @0, m: f16 @2, qh: u32 @4, qs[16] @8`; `y = q * d + m`.
 #[target_feature(enable = "avx2,f16c")]
 unsafe fn q5_1_avx2<const ST: u8>(src: *const u8, dst: *mut f32, nb: usize) {
-    let sixteen = _mm256_set1_epi8(0x10);
-    let (idx, ctl) = (spread_idx(), widen_ctls(false));
     for i in 0..nb {
         let b = src.add(24 * i);
         let y = dst.add(32 * i);
-        let d = h_bcast(b);
-        let neg_m = h_bcast_bits(neg_unless_nan(u16::from_le(b.add(2).cast::<u16>().read_unaligned())));
-        let high = and(bits32(u32_at(b.add(4))), sixteen);
-        let q = spread(or(nibbles32(b.add(8)), high), idx);
-        for g in 0..4 {
-            st::<ST>(y.add(8 * g), _mm256_sub_ps(mul(fl(_mm256_shuffle_epi8(q, ctl[g])), d), neg_m));
+        if u16::from_le(b.add(2).cast::<u16>().read_unaligned()) & 0x7FFF > 0x7C00 {
+            q5_1_block::<ST, true>(b, y);
+        } else {
+            q5_1_block::<ST, false>(b, y);
         }
     }
 }
