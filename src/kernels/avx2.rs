@@ -404,8 +404,10 @@ unsafe fn q5_0_avx2<const ST: u8>(src: *const u8, dst: *mut f32, nb: usize) {
 #[inline]
 unsafe fn q5_1_block<const ST: u8, const NAN_M: bool>(b: *const u8, y: *mut f32) {
     let m4 = splat(0xF);
-    let d = h_bcast(b);
-    let m = h_bcast(b.add(2));
+    // d and m converted together (lanes 0 and 1), then each broadcast.
+    let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(u32_at(b) as i32));
+    let d = _mm256_broadcastss_ps(dm);
+    let m = _mm256_broadcastss_ps(_mm_movehdup_ps(dm));
     let high = q5_fifth_bits::<true>(b.add(4));
     let x0 = u8x8(b.add(8));
     let x1 = u8x8(b.add(16));
