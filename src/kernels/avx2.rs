@@ -613,6 +613,11 @@ unsafe fn q6_k_avx2<const ST: u8>(src: *const u8, dst: *mut f32, nb: usize) {
     for i in 0..nb {
         let b = src.add(210 * i);
         let y = dst.add(256 * i);
+        // The input 8 blocks ahead (a hint: never faults, so past the end is harmless; wrapping
+        // arithmetic keeps the pointer computation defined). Out of cache: 1.14-1.24x measured.
+        for o in [0, 64, 128, 192] {
+            _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(8 * 210 + o).cast::<i8>());
+        }
         let d = h_bcast(b.add(208));
         // (d * sc), rounded as the portable code rounds it, then scaled by 2^-24 (exact).
         _mm256_storeu_ps(s.as_mut_ptr(), mul(mul(d, fl(i8x8(b.add(192)))), p24));
