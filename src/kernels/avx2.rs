@@ -275,9 +275,9 @@ fn bytes_f32(x: u64) -> __m256 {
 // the bytes 8k..8k+8 of the original order lie as 4 + 4 in the two 128-bit lanes, and
 // `widen_ctl(k, _)` picks them out. Signed quants are placed in the top byte of each lane (the
 // lane holds `q * 2^24`, converted exactly) and the scale multiplied by 2^-24 beforehand: scaling
-// by a power of two is exact here (|scale| >= 2^-24, no subnormal, no overflow), so the product
-// is the same real number `scale * q`, rounded once, bit for bit the portable result (NaN and
-// infinite scales included).
+// by a power of two is exact here (scales are 0 or at least 2^-24 in magnitude: no subnormal, no
+// overflow; NaN and infinity stay what they are), so the product is the same real number
+// `scale * q`, rounded once: bit for bit the portable result.
 
 /// `2^-24`, the scale factor that goes with `widen_ctl(k, true)`.
 const TWO_M24: f32 = 1.0 / 16_777_216.0;
