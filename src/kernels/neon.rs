@@ -8,8 +8,11 @@
 //!
 //! fp16 values (the F16 format and every scale) are converted with integer operations
 //! ([`h4_to_f32`]), exactly as `formats::fp16_to_f32`: signalling NaNs stay signalling. The
-//! hardware conversion (`fcvtl`) would quiet them, and unlike x86, ARM's `fadd` prefers a signalling
-//! NaN operand over a quiet one, so even Q4_1's `q * d + m` with two NaNs could tell the difference.
+//! hardware conversion (`fcvtl`) would quiet them, which the F16 format shows directly; and unlike
+//! x86, ARM's `fadd` returns a signalling NaN operand (quieted) in preference to a quiet one, so in
+//! Q4_1 / Q5_1's `q * d + m` with both scales NaN, which payload comes out would then depend on the
+//! operand order the compiler picks for the (commutative) add. With exact scales both orders give
+//! the portable result. The 32-weight formats convert the scales of four blocks at once.
 //!
 //! Loads are unaligned byte loads (`vld1q_u8`) and never reach past the input; each block is read
 //! only inside its own bytes. Only little-endian aarch64 runs these kernels.
@@ -243,6 +246,31 @@ unsafe fn bits_to_0x10(bits: u32) -> uint8x16_t {
     vandq_u8(vtstq_u8(v, vld1q_u8(SEL.as_ptr())), vdupq_n_u8(0x10))
 }
 
+/// Runs `body(i, d, m)` for blocks `0..nb` of a 32-weight format (blocks `stride` bytes apart),
+/// where `d` and `m` are the fp16 at bytes 0 and 2 of block `i` in all lanes (`m` is unused, and
+/// optimised away, for formats with one scale; bytes 2..4 are then the block's next field). The
+/// scales are converted four blocks at a time; only blocks that exist are read.
+#[inline(always)]
+unsafe fn per_block<F: FnMut(usize, float32x4_t, float32x4_t)>(src: *const u8, nb: usize, stride: usize, mut body: F) {
+    let mut i = 0;
+    while i < nb {
+        let n = (nb - i).min(4);
+        let mut w = [0u32; 4];
+        for k in 0..n {
+            w[k] = u32_at(src.add(stride * (i + k)));
+        }
+        let v = vreinterpretq_u16_u32(vld1q_u32(w.as_ptr()));
+        let d = h4_to_f32(vget_low_u16(vuzp1q_u16(v, v)));
+        let m = h4_to_f32(vget_low_u16(vuzp2q_u16(v, v)));
+        let ds = [vdupq_laneq_f32::<0>(d), vdupq_laneq_f32::<1>(d), vdupq_laneq_f32::<2>(d), vdupq_laneq_f32::<3>(d)];
+        let ms = [vdupq_laneq_f32::<0>(m), vdupq_laneq_f32::<1>(m), vdupq_laneq_f32::<2>(m), vdupq_laneq_f32::<3>(m)];
+        for k in 0..n {
+            body(i + k, ds[k], ms[k]);
+        }
+        i += 4;
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The kernels. `src` holds `nb` whole blocks, `dst` room for `nb * block_weights` floats.
 
@@ -250,74 +278,69 @@ unsafe fn bits_to_0x10(bits: u32) -> uint8x16_t {
 #[target_feature(enable = "neon")]
 unsafe fn q4_0_neon(src: *const u8, dst: *mut f32, nb: usize) {
     let m4 = vdupq_n_u8(0xF);
-    for i in 0..nb {
+    per_block(src, nb, 18, |i, d, _| {
         let b = src.add(18 * i);
         let y = dst.add(32 * i);
-        let d = h_dup(b);
         let x = ld(b.add(2));
         st16(y, mul(i8_f32(sub_i8(vandq_u8(x, m4), 8)), d));
         st16(y.add(16), mul(i8_f32(sub_i8(vshrq_n_u8::<4>(x), 8)), d));
-    }
+    });
 }
 
 /// Q4_1: `d: f16 @0, m: f16 @2, qs[16] @4`; `y = q * d + m`.
 #[target_feature(enable = "neon")]
 unsafe fn q4_1_neon(src: *const u8, dst: *mut f32, nb: usize) {
     let m4 = vdupq_n_u8(0xF);
-    for i in 0..nb {
+    per_block(src, nb, 20, |i, d, m| {
         let b = src.add(20 * i);
         let y = dst.add(32 * i);
-        let (d, m) = h2_dup(b);
         let x = ld(b.add(4));
         st16(y, mul_add(u8_f32(vandq_u8(x, m4)), d, m));
         st16(y.add(16), mul_add(u8_f32(vshrq_n_u8::<4>(x)), d, m));
-    }
+    });
 }
 
 /// Q5_0: `d: f16 @0, qh: u32 @2, qs[16] @6`; `y = (q - 16) * d`; bit j of `qh` is weight j's fifth.
 #[target_feature(enable = "neon")]
 unsafe fn q5_0_neon(src: *const u8, dst: *mut f32, nb: usize) {
     let m4 = vdupq_n_u8(0xF);
-    for i in 0..nb {
+    per_block(src, nb, 22, |i, d, _| {
         let b = src.add(22 * i);
         let y = dst.add(32 * i);
-        let d = h_dup(b);
         let qh = u32_at(b.add(2));
         let x = ld(b.add(6));
         let lo = vorrq_u8(vandq_u8(x, m4), bits_to_0x10(qh));
         let hi = vorrq_u8(vshrq_n_u8::<4>(x), bits_to_0x10(qh >> 16));
         st16(y, mul(i8_f32(sub_i8(lo, 16)), d));
         st16(y.add(16), mul(i8_f32(sub_i8(hi, 16)), d));
-    }
+    });
 }
 
 /// Q5_1: `d: f16 @0, m: f16 @2, qh: u32 @4, qs[16] @8`; `y = q * d + m`.
 #[target_feature(enable = "neon")]
 unsafe fn q5_1_neon(src: *const u8, dst: *mut f32, nb: usize) {
     let m4 = vdupq_n_u8(0xF);
-    for i in 0..nb {
+    per_block(src, nb, 24, |i, d, m| {
         let b = src.add(24 * i);
         let y = dst.add(32 * i);
-        let (d, m) = h2_dup(b);
         let qh = u32_at(b.add(4));
         let x = ld(b.add(8));
         let lo = vorrq_u8(vandq_u8(x, m4), bits_to_0x10(qh));
         let hi = vorrq_u8(vshrq_n_u8::<4>(x), bits_to_0x10(qh >> 16));
         st16(y, mul_add(u8_f32(lo), d, m));
         st16(y.add(16), mul_add(u8_f32(hi), d, m));
-    }
+    });
 }
 
 /// Q8_0: `d: f16 @0, qs: i8[32] @2`; `y = q * d`.
 #[target_feature(enable = "neon")]
 unsafe fn q8_0_neon(src: *const u8, dst: *mut f32, nb: usize) {
-    for i in 0..nb {
+    per_block(src, nb, 34, |i, d, _| {
         let b = src.add(34 * i);
         let y = dst.add(32 * i);
-        let d = h_dup(b);
         st16(y, mul(i8_f32(vreinterpretq_s8_u8(ld(b.add(2)))), d));
         st16(y.add(16), mul(i8_f32(vreinterpretq_s8_u8(ld(b.add(18)))), d));
-    }
+    });
 }
 
 /// Stores four vectors to `a[0..16]` (to read lanes back one at a time with `vld1q_dup_f32`).
