@@ -10,6 +10,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_imports))] // `Kernel` names x86 kernels only
 use realizar::kernels::{self, Kernel};
 use realizar::{dequantize_into_with, Options, QuantType};
 

@@ -143,6 +143,15 @@ fn this_cpu_runs_some_kernel() {
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("f16c") {
         assert!(av.contains(&Kernel::Avx2), "AVX2 CPU but the AVX2 kernel is not offered: {av:?}");
     }
+    // NEON is aarch64's baseline: the kernel is offered, chosen by default, and has every format.
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    {
+        assert!(av.contains(&Kernel::Neon), "aarch64 but the NEON kernel is not offered: {av:?}");
+        assert_eq!(kernels::best(), Kernel::Neon);
+        for q in QuantType::ALL {
+            assert!(kernels::neon::decoder(q).is_some(), "no NEON decoder for {q}");
+        }
+    }
 }
 
 #[test]
