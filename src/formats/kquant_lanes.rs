@@ -24,13 +24,15 @@ pub fn transpose_in<const N: usize, const W: usize>(src: &[f32]) -> [[f32; W]; N
     x
 }
 
-/// Whether the AVX2 build of the lane code may run (the CPU has it and the user did not force the
-/// scalar kernel).
+/// Whether the AVX2 build of the lane code may run (the CPU has AVX2 and F16C, as every AVX2 CPU
+/// does, and the user did not force the scalar kernel).
 #[inline]
 pub fn use_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        crate::kernels::active() != crate::Kernel::Scalar && std::is_x86_feature_detected!("avx2")
+        crate::kernels::active() != crate::Kernel::Scalar
+            && std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("f16c")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -165,6 +167,172 @@ pub(crate) mod avx2 {
             }
         }
         (min, max)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn minmax<const MAX: bool>(a: __m256, b: __m256) -> __m256 {
+        if MAX {
+            _mm256_max_ps(a, b)
+        } else {
+            _mm256_min_ps(a, b)
+        }
+    }
+
+    /// Lane `k` of the result is the maximum (`MAX`) or minimum of the 8 lanes of `v[k]`: eight
+    /// horizontal reductions at once, exact (no NaN; the sign of a zero result is unspecified).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn reduce8<const MAX: bool>(v: &[__m256; 8]) -> __m256 {
+        // Pairs of rows interleaved: [a02 b02 a13 b13 | a46 b46 a57 b57] (a02 = op(a0, a2)).
+        let mut t = [_mm256_setzero_ps(); 4];
+        for p in 0..4 {
+            let (a, b) = (v[2 * p], v[2 * p + 1]);
+            t[p] = minmax::<MAX>(_mm256_unpacklo_ps(a, b), _mm256_unpackhi_ps(a, b));
+        }
+        // Four rows: [a0123 b0123 c0123 d0123 | a4567 b4567 c4567 d4567].
+        let u0 = minmax::<MAX>(_mm256_shuffle_ps::<0x44>(t[0], t[1]), _mm256_shuffle_ps::<0xEE>(t[0], t[1]));
+        let u1 = minmax::<MAX>(_mm256_shuffle_ps::<0x44>(t[2], t[3]), _mm256_shuffle_ps::<0xEE>(t[2], t[3]));
+        minmax::<MAX>(_mm256_permute2f128_ps::<0x20>(u0, u1), _mm256_permute2f128_ps::<0x31>(u0, u1))
+    }
+
+    /// ggml's `GGML_FP32_TO_FP16` of 8 lanes: F16C's round-to-nearest-even conversion, which gives
+    /// the bits of ggml's software conversion for every non-NaN `f32` (checked over all 2^32).
+    #[inline]
+    #[target_feature(enable = "avx2,f16c")]
+    pub unsafe fn fp16x8(v: __m256) -> [u16; 8] {
+        let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v);
+        let mut a = [0u16; 8];
+        _mm_storeu_si128(a.as_mut_ptr() as *mut __m128i, h);
+        a
+    }
+
+    /// `if d != 0 { 1 / d } else { 0 }` per lane (ggml's `id = d ? 1.0f/d : 0.0f`).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn inv_or_zero(d: __m256) -> __m256 {
+        let nz = _mm256_cmp_ps::<_CMP_NEQ_UQ>(d, _mm256_setzero_ps());
+        _mm256_and_ps(nz, _mm256_div_ps(_mm256_set1_ps(1.0), d))
+    }
+
+    /// Lanes where one of the four vectors is NaN (accumulated into `acc`).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn nan4(acc: __m256, v: &[__m256; 4]) -> __m256 {
+        let a = _mm256_cmp_ps::<_CMP_UNORD_Q>(v[0], v[1]);
+        let b = _mm256_cmp_ps::<_CMP_UNORD_Q>(v[2], v[3]);
+        _mm256_or_ps(acc, _mm256_or_ps(a, b))
+    }
+
+    /// Per legacy block `k` of `x[32 * k..32 * k + 32]` (8 blocks), lane `k` of (maximum, minimum),
+    /// and lanes that are true where block `k` holds an infinity, provided it holds no NaN (the
+    /// caller screens for NaN with [`nan4`]). The sign of a zero result is unspecified.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn block_max_min8(x: &[f32]) -> (__m256, __m256, __m256) {
+        let x = &x[..256];
+        let (mut mx, mut mn) = ([_mm256_setzero_ps(); 8], [_mm256_setzero_ps(); 8]);
+        for k in 0..8 {
+            let v = load4(&x[32 * k..]);
+            mx[k] = _mm256_max_ps(_mm256_max_ps(v[0], v[1]), _mm256_max_ps(v[2], v[3]));
+            mn[k] = _mm256_min_ps(_mm256_min_ps(v[0], v[1]), _mm256_min_ps(v[2], v[3]));
+        }
+        let (mx, mn) = (reduce8::<true>(&mx), reduce8::<false>(&mn));
+        // Without NaN, an infinity is the maximum or the minimum of its block.
+        let inf = _mm256_set1_ps(f32::INFINITY);
+        let bad = _mm256_or_ps(
+            _mm256_cmp_ps::<_CMP_EQ_OQ>(mx, inf),
+            _mm256_cmp_ps::<_CMP_EQ_OQ>(mn, _mm256_xor_ps(inf, _mm256_set1_ps(-0.0))),
+        );
+        (mx, mn, bad)
+    }
+
+    /// [`signed_absmax`] of 8 consecutive legacy blocks (lane `k` = block `k`), and the infinity
+    /// screen of [`block_max_min8`].
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn signed_absmax8(x: &[f32]) -> (__m256, __m256) {
+        let (mx, mn, bad) = block_max_min8(x);
+        let sign = _mm256_set1_ps(-0.0);
+        let amax = _mm256_max_ps(mx, _mm256_xor_ps(mn, sign));
+        let pos = _mm256_cmp_ps::<_CMP_EQ_OQ>(mx, amax);
+        let neg = _mm256_cmp_ps::<_CMP_EQ_OQ>(mn, _mm256_xor_ps(amax, sign));
+        let zero = _mm256_cmp_ps::<_CMP_EQ_OQ>(amax, _mm256_setzero_ps());
+        // Only +amax or only -amax occurs: that value; all zero: +0.0 (the C loop never updates).
+        let m = _mm256_andnot_ps(zero, sel(neg, mn, mx));
+        // Both +amax and -amax occur: the first one wins, found as the scalar loop does.
+        let tie = _mm256_movemask_ps(_mm256_andnot_ps(zero, _mm256_and_ps(pos, neg)));
+        if tie == 0 {
+            return (m, bad);
+        }
+        let mut a = to_arr(m);
+        for k in 0..8 {
+            if tie & (1 << k) != 0 {
+                let xb = &x[32 * k..32 * k + 32];
+                a[k] = signed_absmax(xb, &load4(xb));
+            }
+        }
+        (_mm256_loadu_ps(a.as_ptr()), bad)
+    }
+
+    /// [`min_max`] of 8 consecutive legacy blocks (lane `k` = block `k`): (min, max, the infinity
+    /// screen of [`block_max_min8`]).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn min_max8(x: &[f32]) -> (__m256, __m256, __m256) {
+        let (mx, mn, bad) = block_max_min8(x);
+        let z = _mm256_setzero_ps();
+        // A zero min or max carries the sign of the block's first zero: the scalar search finds it.
+        let zero =
+            _mm256_movemask_ps(_mm256_or_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(mx, z), _mm256_cmp_ps::<_CMP_EQ_OQ>(mn, z)));
+        if zero == 0 {
+            return (mn, mx, bad);
+        }
+        let (mut a, mut b) = (to_arr(mn), to_arr(mx));
+        for k in 0..8 {
+            if zero & (1 << k) != 0 {
+                let xb = &x[32 * k..32 * k + 32];
+                (a[k], b[k]) = min_max(xb, &load4(xb));
+            }
+        }
+        (_mm256_loadu_ps(a.as_ptr()), _mm256_loadu_ps(b.as_ptr()), bad)
+    }
+
+    /// Whether the 32 values of a legacy block may hold a NaN or an infinity.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn maybe_non_finite(x: &[f32]) -> bool {
+        let mut acc = _mm256_setzero_si256();
+        for v in load4(x) {
+            acc = _mm256_max_epu32(acc, _mm256_and_si256(_mm256_castps_si256(v), _mm256_set1_epi32(0x7fff_ffff)));
+        }
+        _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(acc, _mm256_set1_epi32(0x7f7f_ffff)))) != 0
+    }
+
+    /// The low bytes of the 32 i32 lanes of `q` (elements 0..32 of a block), in order.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn bytes32(q: &[__m256i; 4]) -> __m256i {
+        let ff = _mm256_set1_epi32(0xFF);
+        let a = _mm256_packus_epi32(_mm256_and_si256(q[0], ff), _mm256_and_si256(q[1], ff));
+        let b = _mm256_packus_epi32(_mm256_and_si256(q[2], ff), _mm256_and_si256(q[3], ff));
+        let p = _mm256_packus_epi16(a, b);
+        _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
+    }
+
+    /// 16 bytes `lo[j] | (hi[j] & 0x0F) << 4` from bytes 0..16 (`lo`) and 16..32 (`hi`) of `b`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn nibbles(b: __m256i) -> __m128i {
+        let hi = _mm_and_si128(_mm256_extracti128_si256::<1>(b), _mm_set1_epi8(0x0F));
+        _mm_or_si128(_mm256_castsi256_si128(b), _mm_slli_epi16::<4>(hi))
+    }
+
+    /// Bit `j` set where bit 4 of byte `j` of `b` is.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn bit4_mask(b: __m256i) -> u32 {
+        _mm256_movemask_epi8(_mm256_slli_epi16::<3>(b)) as u32
     }
 
     /// Bit 4 of each i32 lane moved to the sign bit (for `movemask`).
