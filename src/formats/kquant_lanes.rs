@@ -75,6 +75,25 @@ pub(crate) mod avx2 {
         _mm256_blendv_ps(b, a, c)
     }
 
+    /// [`sel`] for a value stored back where `b` was loaded from (`*p = if c { a } else { *p }`).
+    /// LLVM turns that select-and-store into a masked store (`vmaskmovps`), which AMD CPUs run in
+    /// microcode and which stalls the next load of `*p`; this blend is opaque to it and stays a
+    /// register `vblendvps` followed by a plain store.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn sel_mem(c: __m256, a: __m256, b: __m256) -> __m256 {
+        let r: __m256;
+        std::arch::asm!(
+            "vblendvps {r}, {b}, {a}, {c}",
+            r = lateout(ymm_reg) r,
+            a = in(ymm_reg) a,
+            b = in(ymm_reg) b,
+            c = in(ymm_reg) c,
+            options(pure, nomem, nostack, preserves_flags),
+        );
+        r
+    }
+
     /// Exact maximum of the 8 lanes (no NaN).
     #[inline]
     #[target_feature(enable = "avx2")]
@@ -360,6 +379,77 @@ pub(crate) mod avx2 {
         _mm_packus_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256::<1>(w))
     }
 
+    /// The K-quants' second pass in weight order, for sub-blocks of `S` weights (16 or 32): byte
+    /// `S * j + i` is `clamp(nearest_int(v / d[j]), lo, hi) + off` with `v = x[S * j + i]`, or
+    /// `v = x[S * j + i] + m[j]` when `m` is given, as ggml's loops compute it (each weight's own
+    /// add and division). Sub-blocks with `d[j] == 0`, which ggml skips (they keep the quants of
+    /// the search), are left 0 and returned as bit `j` of the mask.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn requant_bytes<const S: usize>(
+        x: &[f32],
+        d: &[f32],
+        m: Option<&[f32]>,
+        lo: i32,
+        hi: i32,
+        off: i32,
+    ) -> ([u8; 256], u32) {
+        let x = &x[..256];
+        let mut out = [0u8; 256];
+        let mut skipped = 0u32;
+        let (lov, hiv, offv) = (_mm256_set1_epi32(lo), _mm256_set1_epi32(hi), _mm256_set1_epi32(off));
+        for j in 0..256 / S {
+            if d[j] == 0.0 {
+                skipped |= 1 << j;
+                continue;
+            }
+            let dv = _mm256_set1_ps(d[j]);
+            let mut q = [_mm256_setzero_si256(); 4];
+            for r in 0..S / 8 {
+                let mut v = _mm256_loadu_ps(x[S * j + 8 * r..].as_ptr());
+                if let Some(m) = m {
+                    v = _mm256_add_ps(v, _mm256_set1_ps(m[j]));
+                }
+                let l = _mm256_max_epi32(_mm256_min_epi32(ni(_mm256_div_ps(v, dv)), hiv), lov);
+                q[r] = _mm256_add_epi32(l, offv);
+            }
+            if S == 32 {
+                _mm256_storeu_si256(out[32 * j..].as_mut_ptr() as *mut __m256i, bytes32(&q));
+            } else {
+                // Small non-negative values: the saturating packs keep them.
+                let p = _mm256_permute4x64_epi64::<0xD8>(_mm256_packs_epi32(q[0], q[1]));
+                let b = _mm_packs_epi16(_mm256_castsi256_si128(p), _mm256_extracti128_si256::<1>(p));
+                _mm_storeu_si128(out[16 * j..].as_mut_ptr() as *mut __m128i, b);
+            }
+        }
+        (out, skipped)
+    }
+
+    /// `G` groups of `N` rows as `N` rows of `G` (for the `_g` searches).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn group<const N: usize, const G: usize>(h: &[[__m256; N]; G]) -> [[__m256; G]; N] {
+        let mut r = [[_mm256_setzero_ps(); G]; N];
+        for i in 0..N {
+            for g in 0..G {
+                r[i][g] = h[g][i];
+            }
+        }
+        r
+    }
+
+    /// Groups `g0` and `g0 + 1` of `N` rows of `G` as two groups of rows (the inverse of [`group`]).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn ungroup2<const N: usize, const G: usize>(p: &[[__m256; G]; N], g0: usize) -> [[__m256; N]; 2] {
+        let mut r = [[_mm256_setzero_ps(); N]; 2];
+        for i in 0..N {
+            r[0][i] = p[i][g0];
+            r[1][i] = p[i][g0 + 1];
+        }
+        r
+    }
+
     /// Two groups of 16 rows as 16 rows of pairs (for the `_g` searches with `G = 2`).
     #[inline]
     #[target_feature(enable = "avx2")]
@@ -514,7 +604,7 @@ pub(crate) mod avx2 {
             let take = _mm256_and_ps(dpos, _mm256_cmp_ps::<_CMP_LT_OQ>(cur_error, best_error));
             if _mm256_movemask_ps(take) != 0 {
                 for i in 0..N {
-                    lq[i] = sel(take, laux[i], lq[i]);
+                    lq[i] = sel_mem(take, laux[i], lq[i]);
                 }
                 best_error = sel(take, cur_error, best_error);
                 scale = sel(take, this_scale, scale);
@@ -523,7 +613,7 @@ pub(crate) mod avx2 {
         }
         if _mm256_movemask_ps(degenerate) != 0 {
             for q in lq.iter_mut() {
-                *q = sel(degenerate, zero, *q);
+                *q = sel_mem(degenerate, zero, *q);
             }
             scale = sel(degenerate, zero, scale);
             min = sel(degenerate, min0, min);
@@ -696,7 +786,7 @@ pub(crate) mod avx2 {
             if any(&take) {
                 for i in 0..N {
                     for g in 0..G {
-                        lq[i][g] = sel(take[g], laux[i][g], lq[i][g]);
+                        lq[i][g] = sel_mem(take[g], laux[i][g], lq[i][g]);
                     }
                 }
                 for g in 0..G {
@@ -709,7 +799,7 @@ pub(crate) mod avx2 {
         if any(&degenerate) {
             for q in lq.iter_mut() {
                 for g in 0..G {
-                    q[g] = sel(degenerate[g], zero, q[g]);
+                    q[g] = sel_mem(degenerate[g], zero, q[g]);
                 }
             }
             for g in 0..G {
@@ -794,7 +884,7 @@ pub(crate) mod avx2 {
             if any(&take) {
                 for i in 0..N {
                     for g in 0..G {
-                        lq[i][g] = sel(take[g], _mm256_add_ps(cand[i][g], nmaxv), lq[i][g]);
+                        lq[i][g] = sel_mem(take[g], _mm256_add_ps(cand[i][g], nmaxv), lq[i][g]);
                     }
                 }
                 for g in 0..G {
@@ -811,11 +901,11 @@ pub(crate) mod avx2 {
         if any(&small) {
             for q in lq.iter_mut() {
                 for g in 0..G {
-                    q[g] = sel(small[g], zero, q[g]);
+                    q[g] = sel_mem(small[g], zero, q[g]);
                 }
             }
             for g in 0..G {
-                scale[g] = sel(small[g], zero, scale[g]);
+                scale[g] = sel_mem(small[g], zero, scale[g]);
             }
         }
         scale
@@ -873,7 +963,7 @@ pub(crate) mod avx2 {
                     let c2 =
                         _mm256_and_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(sl2, zero), _mm256_cmp_ps::<_CMP_GT_OQ>(lhs, rhs));
                     let accept = _mm256_and_ps(c1, c2);
-                    lq[i][g] = sel(accept, nl, lf);
+                    lq[i][g] = sel_mem(accept, nl, lf);
                     sumlx[g] = sel(accept, slx, sumlx[g]);
                     suml2[g] = sel(accept, sl2, suml2[g]);
                     changed |= _mm256_movemask_ps(accept);
@@ -943,7 +1033,7 @@ pub(crate) mod avx2 {
             );
             if _mm256_movemask_ps(take) != 0 {
                 for i in 0..N {
-                    lq[i] = sel(take, _mm256_add_ps(cand[i], nmaxv), lq[i]);
+                    lq[i] = sel_mem(take, _mm256_add_ps(cand[i], nmaxv), lq[i]);
                 }
                 scale = sel(take, _mm256_div_ps(slx, sl2), scale);
                 best = sel(take, _mm256_mul_ps(scale, slx), best);
@@ -952,7 +1042,7 @@ pub(crate) mod avx2 {
         let small = _mm256_cmp_ps::<_CMP_LT_OQ>(amax, _mm256_set1_ps(super::super::kquant_search::GROUP_MAX_EPS));
         if _mm256_movemask_ps(small) != 0 {
             for q in lq.iter_mut() {
-                *q = sel(small, zero, *q);
+                *q = sel_mem(small, zero, *q);
             }
             scale = sel(small, zero, scale);
         }
