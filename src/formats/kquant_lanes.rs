@@ -450,29 +450,6 @@ pub(crate) mod avx2 {
         r
     }
 
-    /// Two groups of 16 rows as 16 rows of pairs (for the `_g` searches with `G = 2`).
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    pub unsafe fn pair<const N: usize>(h: &[[__m256; N]; 2]) -> [[__m256; 2]; N] {
-        let mut r = [[_mm256_setzero_ps(); 2]; N];
-        for i in 0..N {
-            r[i] = [h[0][i], h[1][i]];
-        }
-        r
-    }
-
-    /// The inverse of [`pair`].
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    pub unsafe fn unpair<const N: usize>(p: &[[__m256; 2]; N]) -> [[__m256; N]; 2] {
-        let mut r = [[_mm256_setzero_ps(); N]; 2];
-        for i in 0..N {
-            r[0][i] = p[i][0];
-            r[1][i] = p[i][1];
-        }
-        r
-    }
-
     /// Loads lanes `off..off + 8` of every row.
     #[inline]
     #[target_feature(enable = "avx2")]
