@@ -200,6 +200,15 @@ pub fn quantize_rows_into(
 
 /// Index and value of the first NaN or infinity in `x`.
 fn first_non_finite(x: &[f32]) -> Option<(usize, f32)> {
+    #[cfg(target_arch = "x86_64")]
+    if formats::kquant_lanes::use_avx2() {
+        // SAFETY: the CPU supports AVX2 (checked at run time).
+        if !unsafe { formats::kquant_lanes::avx2::any_non_finite(x) } {
+            return None;
+        }
+        let i = x.iter().position(|v| !v.is_finite())?;
+        return Some((i, x[i]));
+    }
     // Branch-free and vectorisable for the common (all finite) case.
     let mut acc = 0u32;
     for v in x {
@@ -383,14 +392,15 @@ mod tests {
             let base: Vec<f32> = (0..n).map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0).collect();
             for bad in [f32::NAN, -f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
                 for pos in [0, 1, 31, 32, 255, 256, 257, 1000, n - 97, n - 33, n - 1] {
-                    for threads in [1, 2] {
+                    let qw = vec![1.0f32; n];
+                    for (threads, imatrix) in [(1, None), (2, None), (1, Some(qw.as_slice()))] {
                         let mut x = base.clone();
                         x[pos] = bad;
                         if pos + 50 < n {
                             x[pos + 50] = f32::NAN;
                         }
                         let mut out = vec![0u8; encoded_len(t, n).unwrap()];
-                        let opts = QuantizeOptions { n_per_row: None, imatrix: None, threads };
+                        let opts = QuantizeOptions { n_per_row: None, imatrix, threads };
                         match quantize_rows_into_with(&x, t, &mut out, opts) {
                             Err(Error::NonFiniteValue { index, .. }) => {
                                 assert_eq!(index, pos, "{t} {bad} at {pos}, {threads} threads")

@@ -328,6 +328,21 @@ pub(crate) mod avx2 {
         _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(acc, _mm256_set1_epi32(0x7f7f_ffff)))) != 0
     }
 
+    /// Whether `x` holds a NaN or an infinity (exact), 32 values per step.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn any_non_finite(x: &[f32]) -> bool {
+        let mask = _mm256_set1_epi32(0x7fff_ffff);
+        let mut acc = _mm256_setzero_si256();
+        let mut chunks = x.chunks_exact(32);
+        for c in &mut chunks {
+            for v in load4(c) {
+                acc = _mm256_max_epu32(acc, _mm256_and_si256(_mm256_castps_si256(v), mask));
+            }
+        }
+        let big = _mm256_cmpgt_epi32(acc, _mm256_set1_epi32(0x7f7f_ffff));
+        _mm256_movemask_ps(_mm256_castsi256_ps(big)) != 0 || chunks.remainder().iter().any(|v| !v.is_finite())
+    }
+
     /// The low bytes of the 32 i32 lanes of `q` (elements 0..32 of a block), in order.
     #[inline]
     #[target_feature(enable = "avx2")]
