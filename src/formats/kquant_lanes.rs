@@ -62,6 +62,18 @@ pub(crate) mod avx2 {
         _mm256_cvtepi32_ps(l)
     }
 
+    /// `clamp(nearest_int(v), lo, hi)` as exact `f32`, computed in floats: `(v + 1.5 * 2^23) -
+    /// 1.5 * 2^23` is the same round-half-to-even integer that `nearest_int` reads from the bits,
+    /// for `|v| <= 4194303`. Only for callers that guarantee that bound (the searches of
+    /// `make_qx_quants`, where `|v| <= nmax + 1` since `|x| <= |max|`; lanes whose `max` is below
+    /// `GROUP_MAX_EPS` are zeroed afterwards whatever they computed).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn rint_clamp(v: __m256, lo: __m256, hi: __m256) -> __m256 {
+        let c = _mm256_set1_ps(12582912.0);
+        _mm256_max_ps(_mm256_min_ps(_mm256_sub_ps(_mm256_add_ps(v, c), c), hi), lo)
+    }
+
     #[inline]
     #[target_feature(enable = "avx2")]
     pub unsafe fn abs(v: __m256) -> __m256 {
@@ -831,12 +843,20 @@ pub(crate) mod avx2 {
         for g in 0..G {
             iscale[g] = _mm256_div_ps(_mm256_set1_ps((-nmax) as f32), max[g]);
         }
+        let (lo, hi) = (_mm256_set1_ps((-nmax) as f32), _mm256_set1_ps((nmax - 1) as f32));
+        // `w * x * l` is `(w * x) * l`: the product `w * x` is the same in every trial.
+        let mut wx = [[zero; G]; N];
+        for i in 0..N {
+            for g in 0..G {
+                wx[i][g] = _mm256_mul_ps(w[i][g], x[i][g]);
+            }
+        }
         let (mut sumlx, mut suml2) = ([zero; G], [zero; G]);
         for i in 0..N {
             for g in 0..G {
-                let lf = ni_clamp(_mm256_mul_ps(iscale[g], x[i][g]), -nmax, nmax - 1);
+                let lf = rint_clamp(_mm256_mul_ps(iscale[g], x[i][g]), lo, hi);
                 lq[i][g] = _mm256_add_ps(lf, nmaxv);
-                sumlx[g] = _mm256_add_ps(sumlx[g], _mm256_mul_ps(_mm256_mul_ps(w[i][g], x[i][g]), lf));
+                sumlx[g] = _mm256_add_ps(sumlx[g], _mm256_mul_ps(wx[i][g], lf));
                 suml2[g] = _mm256_add_ps(suml2[g], _mm256_mul_ps(_mm256_mul_ps(w[i][g], lf), lf));
             }
         }
@@ -860,9 +880,9 @@ pub(crate) mod avx2 {
             let (mut slx, mut sl2) = ([zero; G], [zero; G]);
             for i in 0..N {
                 for g in 0..G {
-                    let lf = ni_clamp(_mm256_mul_ps(isc[g], x[i][g]), -nmax, nmax - 1);
+                    let lf = rint_clamp(_mm256_mul_ps(isc[g], x[i][g]), lo, hi);
                     cand[i][g] = lf;
-                    slx[g] = _mm256_add_ps(slx[g], _mm256_mul_ps(_mm256_mul_ps(w[i][g], x[i][g]), lf));
+                    slx[g] = _mm256_add_ps(slx[g], _mm256_mul_ps(wx[i][g], lf));
                     sl2[g] = _mm256_add_ps(sl2[g], _mm256_mul_ps(_mm256_mul_ps(w[i][g], lf), lf));
                 }
             }
@@ -984,60 +1004,12 @@ pub(crate) mod avx2 {
     #[inline]
     #[target_feature(enable = "avx2")]
     pub unsafe fn make_qx<const N: usize>(x: &[__m256; N], w: &[__m256; N], lq: &mut [__m256; N], nmax: i32) -> __m256 {
-        let zero = _mm256_setzero_ps();
-        let mut max = zero;
-        let mut amax = zero;
+        let (xg, wg) = (group(&[*x]), group(&[*w]));
+        let mut lg = [[_mm256_setzero_ps(); 1]; N];
+        let scale = make_qx_g::<N, 1>(&xg, &wg, &mut lg, nmax);
         for i in 0..N {
-            let ax = abs(x[i]);
-            let gt = _mm256_cmp_ps::<_CMP_GT_OQ>(ax, amax);
-            amax = sel(gt, ax, amax);
-            max = sel(gt, x[i], max);
+            lq[i] = lg[i][0];
         }
-        let nmaxv = _mm256_set1_ps(nmax as f32);
-        let iscale = _mm256_div_ps(_mm256_set1_ps((-nmax) as f32), max);
-        let (mut sumlx, mut suml2) = (zero, zero);
-        for i in 0..N {
-            let lf = ni_clamp(_mm256_mul_ps(iscale, x[i]), -nmax, nmax - 1);
-            lq[i] = _mm256_add_ps(lf, nmaxv);
-            sumlx = _mm256_add_ps(sumlx, _mm256_mul_ps(_mm256_mul_ps(w[i], x[i]), lf));
-            suml2 = _mm256_add_ps(suml2, _mm256_mul_ps(_mm256_mul_ps(w[i], lf), lf));
-        }
-        let nz = _mm256_cmp_ps::<_CMP_NEQ_UQ>(suml2, zero);
-        let mut scale = sel(nz, _mm256_div_ps(sumlx, suml2), zero);
-        let mut best = _mm256_mul_ps(scale, sumlx);
-        let mut cand = [zero; N];
-        for is in -9i32..=9 {
-            if is == 0 {
-                continue;
-            }
-            let num = _mm256_set1_ps(-(nmax as f32 + 0.1f32 * is as f32));
-            let iscale = _mm256_div_ps(num, max);
-            let (mut slx, mut sl2) = (zero, zero);
-            for i in 0..N {
-                let lf = ni_clamp(_mm256_mul_ps(iscale, x[i]), -nmax, nmax - 1);
-                cand[i] = lf;
-                slx = _mm256_add_ps(slx, _mm256_mul_ps(_mm256_mul_ps(w[i], x[i]), lf));
-                sl2 = _mm256_add_ps(sl2, _mm256_mul_ps(_mm256_mul_ps(w[i], lf), lf));
-            }
-            let take = _mm256_and_ps(
-                _mm256_cmp_ps::<_CMP_GT_OQ>(sl2, zero),
-                _mm256_cmp_ps::<_CMP_GT_OQ>(_mm256_mul_ps(slx, slx), _mm256_mul_ps(best, sl2)),
-            );
-            if _mm256_movemask_ps(take) != 0 {
-                for i in 0..N {
-                    lq[i] = sel_mem(take, _mm256_add_ps(cand[i], nmaxv), lq[i]);
-                }
-                scale = sel(take, _mm256_div_ps(slx, sl2), scale);
-                best = sel(take, _mm256_mul_ps(scale, slx), best);
-            }
-        }
-        let small = _mm256_cmp_ps::<_CMP_LT_OQ>(amax, _mm256_set1_ps(super::super::kquant_search::GROUP_MAX_EPS));
-        if _mm256_movemask_ps(small) != 0 {
-            for q in lq.iter_mut() {
-                *q = sel_mem(small, zero, *q);
-            }
-            scale = sel(small, zero, scale);
-        }
-        scale
+        scale[0]
     }
 }
