@@ -222,21 +222,6 @@ pub(crate) mod lanes {
         w
     }
 
-    /// `quantize_row_q2_K_ref` of two blocks, their 32 sub-blocks in four groups of 8 lanes.
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn blocks2(x: &[f32], y: &mut [u8]) {
-        let (x0, x1) = (&x[..256], &x[256..512]);
-        let (h0, h1) = (halves(x0), halves(x1));
-        let xg = group(&[h0[0], h0[1], h1[0], h1[1]]);
-        let wg = group(&[abs16(&h0[0]), abs16(&h0[1]), abs16(&h1[0]), abs16(&h1[1])]);
-        let mut lq4 = [[_mm256_setzero_ps(); 4]; 16];
-        let (sv, mv) = make_qkx_g::<16, 4, false>(&xg, &wg, &mut lq4, 3, -0.5, 0.1, 15, true);
-        let (y0, y1) = y[..2 * BLOCK_BYTES].split_at_mut(BLOCK_BYTES);
-        finish(x0, y0, &[sv[0], sv[1]], &[mv[0], mv[1]], &ungroup2(&lq4, 0));
-        finish(x1, y1, &[sv[2], sv[3]], &[mv[2], mv[3]], &ungroup2(&lq4, 2));
-    }
-
     /// The rest of `quantize_row_q2_K_ref` after the sub-block search.
     #[allow(non_snake_case)]
     #[inline]
@@ -321,23 +306,6 @@ pub(crate) mod lanes {
         finish_imatrix(x, y, &[sv[0], sv[1]], &[mv[0], mv[1]], &sw, &ungroup2(&lq2, 0));
     }
 
-    /// `quantize_row_q2_K_impl` of two blocks, their 32 sub-blocks in four groups of 8 lanes.
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn blocks2_imatrix(x: &[f32], qw: &[f32], y: &mut [u8]) {
-        let (x0, x1) = (&x[..256], &x[256..512]);
-        let (h0, h1) = (halves(x0), halves(x1));
-        let (w0, sw0) = imatrix_weights(&h0, &qw[..256], sum_sq(x0) / 256.0);
-        let (w1, sw1) = imatrix_weights(&h1, &qw[256..512], sum_sq(x1) / 256.0);
-        let xg = group(&[h0[0], h0[1], h1[0], h1[1]]);
-        let wg = group(&[w0[0], w0[1], w1[0], w1[1]]);
-        let mut lq4 = [[_mm256_setzero_ps(); 4]; 16];
-        let (sv, mv) = make_qkx_g::<16, 4, true>(&xg, &wg, &mut lq4, 3, -0.9, 0.05, 36, false);
-        let (y0, y1) = y[..2 * BLOCK_BYTES].split_at_mut(BLOCK_BYTES);
-        finish_imatrix(x0, y0, &[sv[0], sv[1]], &[mv[0], mv[1]], &sw0, &ungroup2(&lq4, 0));
-        finish_imatrix(x1, y1, &[sv[2], sv[3]], &[mv[2], mv[3]], &sw1, &ungroup2(&lq4, 2));
-    }
-
     /// The rest of `quantize_row_q2_K_impl` after the sub-block search.
     #[allow(non_snake_case)]
     #[inline]
@@ -400,29 +368,21 @@ pub(crate) mod lanes {
         }
     }
 
+    // (Two blocks per search, four lane groups, measured slower than one here: the qkx search
+    // keeps four arrays of rows per group and spills them.)
     #[target_feature(enable = "avx2")]
     pub unsafe fn quantize(src: &[f32], dst: &mut [u8]) {
-        let mut xs = src.chunks_exact(2 * BLOCK_WEIGHTS);
-        let mut ys = dst.chunks_exact_mut(2 * BLOCK_BYTES);
-        for (x, y) in (&mut xs).zip(&mut ys) {
-            blocks2(x, y);
-        }
-        for (x, y) in xs.remainder().chunks_exact(BLOCK_WEIGHTS).zip(ys.into_remainder().chunks_exact_mut(BLOCK_BYTES))
-        {
+        for (x, y) in src.chunks_exact(BLOCK_WEIGHTS).zip(dst.chunks_exact_mut(BLOCK_BYTES)) {
             block(x, y);
         }
     }
 
     #[target_feature(enable = "avx2")]
     pub unsafe fn quantize_imatrix(x: &[f32], qw: &[f32], dst: &mut [u8]) {
-        let n2 = x.len() / (2 * BLOCK_WEIGHTS);
-        for b in 0..n2 {
-            let r = 2 * BLOCK_WEIGHTS * b..2 * BLOCK_WEIGHTS * (b + 1);
-            blocks2_imatrix(&x[r.clone()], &qw[r], &mut dst[2 * BLOCK_BYTES * b..2 * BLOCK_BYTES * (b + 1)]);
-        }
-        for b in 2 * n2..x.len() / BLOCK_WEIGHTS {
-            let r = BLOCK_WEIGHTS * b..BLOCK_WEIGHTS * (b + 1);
-            block_imatrix(&x[r.clone()], &qw[r], &mut dst[BLOCK_BYTES * b..BLOCK_BYTES * (b + 1)]);
+        for ((x, qw), y) in
+            x.chunks_exact(BLOCK_WEIGHTS).zip(qw.chunks_exact(BLOCK_WEIGHTS)).zip(dst.chunks_exact_mut(BLOCK_BYTES))
+        {
+            block_imatrix(x, qw, y);
         }
     }
 }
