@@ -103,6 +103,23 @@ pub fn fast_encoder(qtype: QuantType) -> EncodeFn {
     }
 }
 
+/// An encoder that also screens its input: returns `false` when every value of `src` is finite,
+/// `true` when some may be a NaN or an infinity (the caller then looks for it exactly).
+pub type ScreenedEncodeFn = fn(src: &[f32], dst: &mut [u8]) -> bool;
+
+/// [`fast_encoder`] with the finiteness screen folded into the encoding pass, for the types whose
+/// encoding is so cheap that a separate pass over the input would cost as much.
+pub fn screened_encoder(qtype: QuantType) -> Option<ScreenedEncodeFn> {
+    Some(match qtype {
+        QuantType::Q4_0 => formats::q4_0::quantize_screened,
+        QuantType::Q4_1 => formats::q4_1::quantize_screened,
+        QuantType::Q5_0 => formats::q5_0::quantize_screened,
+        QuantType::Q5_1 => formats::q5_1::quantize_screened,
+        QuantType::Q8_0 => formats::q8_0::quantize_screened,
+        _ => return None,
+    })
+}
+
 /// The fastest importance-weighted encoder of a type for this CPU and the active kernel (the same
 /// bytes as [`imatrix_encoder`]).
 pub fn fast_imatrix_encoder(qtype: QuantType) -> Option<ImatrixEncodeFn> {
@@ -183,6 +200,15 @@ pub fn quantize_rows_into(
 
 /// Index and value of the first NaN or infinity in `x`.
 fn first_non_finite(x: &[f32]) -> Option<(usize, f32)> {
+    #[cfg(target_arch = "x86_64")]
+    if formats::kquant_lanes::use_avx2() {
+        // SAFETY: the CPU supports AVX2 (checked at run time).
+        if !unsafe { formats::kquant_lanes::avx2::any_non_finite(x) } {
+            return None;
+        }
+        let i = x.iter().position(|v| !v.is_finite())?;
+        return Some((i, x[i]));
+    }
     // Branch-free and vectorisable for the common (all finite) case.
     let mut acc = 0u32;
     for v in x {
@@ -265,13 +291,23 @@ pub fn quantize_rows_into_with(x: &[f32], qtype: QuantType, out: &mut [u8], opts
         }
         _ => {
             let enc = fast_encoder(qtype);
+            let screened = screened_encoder(qtype);
             let ts = qtype.type_size();
             let blocks_per_chunk = (CHECK_CHUNK / bs).max(1);
             let run = |x: &[f32], out: &mut [u8], base: usize| -> Option<(usize, f32)> {
                 for (ci, (xc, oc)) in
                     x.chunks(blocks_per_chunk * bs).zip(out.chunks_mut(blocks_per_chunk * ts)).enumerate()
                 {
-                    enc(xc, oc);
+                    let maybe_bad = match screened {
+                        Some(enc) => enc(xc, oc),
+                        None => {
+                            enc(xc, oc);
+                            true
+                        }
+                    };
+                    if !maybe_bad {
+                        continue;
+                    }
                     if let Some((i, v)) = first_non_finite(xc) {
                         return Some((base + ci * blocks_per_chunk * bs + i, v));
                     }
@@ -345,6 +381,36 @@ mod tests {
         qw[3] = -1.0;
         assert!(matches!(quantize_rows(&x, QuantType::Q4_K, 256, Some(&qw)), Err(Error::BadImatrix(_))));
         assert!(matches!(quantize_rows(&x, QuantType::Q4_0, 96, None), Err(Error::BadValueCount { .. })));
+    }
+
+    #[test]
+    fn names_the_first_non_finite_value_anywhere() {
+        // 83 legacy blocks (groups of 8 in lanes and 3 left over) or 11 K-quant super-blocks, and a
+        // second bad value later, so the reported one must be the first.
+        for &t in &QuantType::ALL {
+            let n = if t.block_size() == 32 { 32 * 83 } else { 256 * 11 };
+            let base: Vec<f32> = (0..n).map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0).collect();
+            for bad in [f32::NAN, -f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                for pos in [0, 1, 31, 32, 255, 256, 257, 1000, n - 97, n - 33, n - 1] {
+                    let qw = vec![1.0f32; n];
+                    for (threads, imatrix) in [(1, None), (2, None), (1, Some(qw.as_slice()))] {
+                        let mut x = base.clone();
+                        x[pos] = bad;
+                        if pos + 50 < n {
+                            x[pos + 50] = f32::NAN;
+                        }
+                        let mut out = vec![0u8; encoded_len(t, n).unwrap()];
+                        let opts = QuantizeOptions { n_per_row: None, imatrix, threads };
+                        match quantize_rows_into_with(&x, t, &mut out, opts) {
+                            Err(Error::NonFiniteValue { index, .. }) => {
+                                assert_eq!(index, pos, "{t} {bad} at {pos}, {threads} threads")
+                            }
+                            other => panic!("{t} {bad} at {pos}: {other:?}"),
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Pseudo-random rows with every kind of trouble: zeros, constants, ties, tiny and huge values.

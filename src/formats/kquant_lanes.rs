@@ -24,13 +24,15 @@ pub fn transpose_in<const N: usize, const W: usize>(src: &[f32]) -> [[f32; W]; N
     x
 }
 
-/// Whether the AVX2 build of the lane code may run (the CPU has it and the user did not force the
-/// scalar kernel).
+/// Whether the AVX2 build of the lane code may run (the CPU has AVX2 and F16C, as every AVX2 CPU
+/// does, and the user did not force the scalar kernel).
 #[inline]
 pub fn use_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        crate::kernels::active() != crate::Kernel::Scalar && std::is_x86_feature_detected!("avx2")
+        crate::kernels::active() != crate::Kernel::Scalar
+            && std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("f16c")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -60,6 +62,18 @@ pub(crate) mod avx2 {
         _mm256_cvtepi32_ps(l)
     }
 
+    /// `clamp(nearest_int(v), lo, hi)` as exact `f32`, computed in floats: `(v + 1.5 * 2^23) -
+    /// 1.5 * 2^23` is the same round-half-to-even integer that `nearest_int` reads from the bits,
+    /// for `|v| <= 4194303`. Only for callers that guarantee that bound (the searches of
+    /// `make_qx_quants`, where `|v| <= nmax + 1` since `|x| <= |max|`; lanes whose `max` is below
+    /// `GROUP_MAX_EPS` are zeroed afterwards whatever they computed).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn rint_clamp(v: __m256, lo: __m256, hi: __m256) -> __m256 {
+        let c = _mm256_set1_ps(12582912.0);
+        _mm256_max_ps(_mm256_min_ps(_mm256_sub_ps(_mm256_add_ps(v, c), c), hi), lo)
+    }
+
     #[inline]
     #[target_feature(enable = "avx2")]
     pub unsafe fn abs(v: __m256) -> __m256 {
@@ -71,6 +85,25 @@ pub(crate) mod avx2 {
     #[target_feature(enable = "avx2")]
     pub unsafe fn sel(c: __m256, a: __m256, b: __m256) -> __m256 {
         _mm256_blendv_ps(b, a, c)
+    }
+
+    /// [`sel`] for a value stored back where `b` was loaded from (`*p = if c { a } else { *p }`).
+    /// LLVM turns that select-and-store into a masked store (`vmaskmovps`), which AMD CPUs run in
+    /// microcode and which stalls the next load of `*p`; this blend is opaque to it and stays a
+    /// register `vblendvps` followed by a plain store.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn sel_mem(c: __m256, a: __m256, b: __m256) -> __m256 {
+        let r: __m256;
+        std::arch::asm!(
+            "vblendvps {r}, {b}, {a}, {c}",
+            r = lateout(ymm_reg) r,
+            a = in(ymm_reg) a,
+            b = in(ymm_reg) b,
+            c = in(ymm_reg) c,
+            options(pure, nomem, nostack, preserves_flags),
+        );
+        r
     }
 
     /// Exact maximum of the 8 lanes (no NaN).
@@ -167,6 +200,187 @@ pub(crate) mod avx2 {
         (min, max)
     }
 
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn minmax<const MAX: bool>(a: __m256, b: __m256) -> __m256 {
+        if MAX {
+            _mm256_max_ps(a, b)
+        } else {
+            _mm256_min_ps(a, b)
+        }
+    }
+
+    /// Lane `k` of the result is the maximum (`MAX`) or minimum of the 8 lanes of `v[k]`: eight
+    /// horizontal reductions at once, exact (no NaN; the sign of a zero result is unspecified).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn reduce8<const MAX: bool>(v: &[__m256; 8]) -> __m256 {
+        // Pairs of rows interleaved: [a02 b02 a13 b13 | a46 b46 a57 b57] (a02 = op(a0, a2)).
+        let mut t = [_mm256_setzero_ps(); 4];
+        for p in 0..4 {
+            let (a, b) = (v[2 * p], v[2 * p + 1]);
+            t[p] = minmax::<MAX>(_mm256_unpacklo_ps(a, b), _mm256_unpackhi_ps(a, b));
+        }
+        // Four rows: [a0123 b0123 c0123 d0123 | a4567 b4567 c4567 d4567].
+        let u0 = minmax::<MAX>(_mm256_shuffle_ps::<0x44>(t[0], t[1]), _mm256_shuffle_ps::<0xEE>(t[0], t[1]));
+        let u1 = minmax::<MAX>(_mm256_shuffle_ps::<0x44>(t[2], t[3]), _mm256_shuffle_ps::<0xEE>(t[2], t[3]));
+        minmax::<MAX>(_mm256_permute2f128_ps::<0x20>(u0, u1), _mm256_permute2f128_ps::<0x31>(u0, u1))
+    }
+
+    /// ggml's `GGML_FP32_TO_FP16` of 8 lanes: F16C's round-to-nearest-even conversion, which gives
+    /// the bits of ggml's software conversion for every non-NaN `f32` (checked over all 2^32).
+    #[inline]
+    #[target_feature(enable = "avx2,f16c")]
+    pub unsafe fn fp16x8(v: __m256) -> [u16; 8] {
+        let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v);
+        let mut a = [0u16; 8];
+        _mm_storeu_si128(a.as_mut_ptr() as *mut __m128i, h);
+        a
+    }
+
+    /// `if d != 0 { 1 / d } else { 0 }` per lane (ggml's `id = d ? 1.0f/d : 0.0f`).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn inv_or_zero(d: __m256) -> __m256 {
+        let nz = _mm256_cmp_ps::<_CMP_NEQ_UQ>(d, _mm256_setzero_ps());
+        _mm256_and_ps(nz, _mm256_div_ps(_mm256_set1_ps(1.0), d))
+    }
+
+    /// Lanes where one of the four vectors is NaN (accumulated into `acc`).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn nan4(acc: __m256, v: &[__m256; 4]) -> __m256 {
+        let a = _mm256_cmp_ps::<_CMP_UNORD_Q>(v[0], v[1]);
+        let b = _mm256_cmp_ps::<_CMP_UNORD_Q>(v[2], v[3]);
+        _mm256_or_ps(acc, _mm256_or_ps(a, b))
+    }
+
+    /// Per legacy block `k` of `x[32 * k..32 * k + 32]` (8 blocks), lane `k` of (maximum, minimum),
+    /// and lanes that are true where block `k` holds an infinity, provided it holds no NaN (the
+    /// caller screens for NaN with [`nan4`]). The sign of a zero result is unspecified.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn block_max_min8(x: &[f32]) -> (__m256, __m256, __m256) {
+        let x = &x[..256];
+        let (mut mx, mut mn) = ([_mm256_setzero_ps(); 8], [_mm256_setzero_ps(); 8]);
+        for k in 0..8 {
+            let v = load4(&x[32 * k..]);
+            mx[k] = _mm256_max_ps(_mm256_max_ps(v[0], v[1]), _mm256_max_ps(v[2], v[3]));
+            mn[k] = _mm256_min_ps(_mm256_min_ps(v[0], v[1]), _mm256_min_ps(v[2], v[3]));
+        }
+        let (mx, mn) = (reduce8::<true>(&mx), reduce8::<false>(&mn));
+        // Without NaN, an infinity is the maximum or the minimum of its block.
+        let inf = _mm256_set1_ps(f32::INFINITY);
+        let bad = _mm256_or_ps(
+            _mm256_cmp_ps::<_CMP_EQ_OQ>(mx, inf),
+            _mm256_cmp_ps::<_CMP_EQ_OQ>(mn, _mm256_xor_ps(inf, _mm256_set1_ps(-0.0))),
+        );
+        (mx, mn, bad)
+    }
+
+    /// [`signed_absmax`] of 8 consecutive legacy blocks (lane `k` = block `k`), and the infinity
+    /// screen of [`block_max_min8`].
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn signed_absmax8(x: &[f32]) -> (__m256, __m256) {
+        let (mx, mn, bad) = block_max_min8(x);
+        let sign = _mm256_set1_ps(-0.0);
+        let amax = _mm256_max_ps(mx, _mm256_xor_ps(mn, sign));
+        let pos = _mm256_cmp_ps::<_CMP_EQ_OQ>(mx, amax);
+        let neg = _mm256_cmp_ps::<_CMP_EQ_OQ>(mn, _mm256_xor_ps(amax, sign));
+        let zero = _mm256_cmp_ps::<_CMP_EQ_OQ>(amax, _mm256_setzero_ps());
+        // Only +amax or only -amax occurs: that value; all zero: +0.0 (the C loop never updates).
+        let m = _mm256_andnot_ps(zero, sel(neg, mn, mx));
+        // Both +amax and -amax occur: the first one wins, found as the scalar loop does.
+        let tie = _mm256_movemask_ps(_mm256_andnot_ps(zero, _mm256_and_ps(pos, neg)));
+        if tie == 0 {
+            return (m, bad);
+        }
+        let mut a = to_arr(m);
+        for k in 0..8 {
+            if tie & (1 << k) != 0 {
+                let xb = &x[32 * k..32 * k + 32];
+                a[k] = signed_absmax(xb, &load4(xb));
+            }
+        }
+        (_mm256_loadu_ps(a.as_ptr()), bad)
+    }
+
+    /// [`min_max`] of 8 consecutive legacy blocks (lane `k` = block `k`): (min, max, the infinity
+    /// screen of [`block_max_min8`]).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn min_max8(x: &[f32]) -> (__m256, __m256, __m256) {
+        let (mx, mn, bad) = block_max_min8(x);
+        let z = _mm256_setzero_ps();
+        // A zero min or max carries the sign of the block's first zero: the scalar search finds it.
+        let zero =
+            _mm256_movemask_ps(_mm256_or_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(mx, z), _mm256_cmp_ps::<_CMP_EQ_OQ>(mn, z)));
+        if zero == 0 {
+            return (mn, mx, bad);
+        }
+        let (mut a, mut b) = (to_arr(mn), to_arr(mx));
+        for k in 0..8 {
+            if zero & (1 << k) != 0 {
+                let xb = &x[32 * k..32 * k + 32];
+                (a[k], b[k]) = min_max(xb, &load4(xb));
+            }
+        }
+        (_mm256_loadu_ps(a.as_ptr()), _mm256_loadu_ps(b.as_ptr()), bad)
+    }
+
+    /// Whether the 32 values of a legacy block may hold a NaN or an infinity.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn maybe_non_finite(x: &[f32]) -> bool {
+        let mut acc = _mm256_setzero_si256();
+        for v in load4(x) {
+            acc = _mm256_max_epu32(acc, _mm256_and_si256(_mm256_castps_si256(v), _mm256_set1_epi32(0x7fff_ffff)));
+        }
+        _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(acc, _mm256_set1_epi32(0x7f7f_ffff)))) != 0
+    }
+
+    /// Whether `x` holds a NaN or an infinity (exact), 32 values per step.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn any_non_finite(x: &[f32]) -> bool {
+        let mask = _mm256_set1_epi32(0x7fff_ffff);
+        let mut acc = _mm256_setzero_si256();
+        let mut chunks = x.chunks_exact(32);
+        for c in &mut chunks {
+            for v in load4(c) {
+                acc = _mm256_max_epu32(acc, _mm256_and_si256(_mm256_castps_si256(v), mask));
+            }
+        }
+        let big = _mm256_cmpgt_epi32(acc, _mm256_set1_epi32(0x7f7f_ffff));
+        _mm256_movemask_ps(_mm256_castsi256_ps(big)) != 0 || chunks.remainder().iter().any(|v| !v.is_finite())
+    }
+
+    /// The low bytes of the 32 i32 lanes of `q` (elements 0..32 of a block), in order.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn bytes32(q: &[__m256i; 4]) -> __m256i {
+        let ff = _mm256_set1_epi32(0xFF);
+        let a = _mm256_packus_epi32(_mm256_and_si256(q[0], ff), _mm256_and_si256(q[1], ff));
+        let b = _mm256_packus_epi32(_mm256_and_si256(q[2], ff), _mm256_and_si256(q[3], ff));
+        let p = _mm256_packus_epi16(a, b);
+        _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
+    }
+
+    /// 16 bytes `lo[j] | (hi[j] & 0x0F) << 4` from bytes 0..16 (`lo`) and 16..32 (`hi`) of `b`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn nibbles(b: __m256i) -> __m128i {
+        let hi = _mm_and_si128(_mm256_extracti128_si256::<1>(b), _mm_set1_epi8(0x0F));
+        _mm_or_si128(_mm256_castsi256_si128(b), _mm_slli_epi16::<4>(hi))
+    }
+
+    /// Bit `j` set where bit 4 of byte `j` of `b` is.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn bit4_mask(b: __m256i) -> u32 {
+        _mm256_movemask_epi8(_mm256_slli_epi16::<3>(b)) as u32
+    }
+
     /// Bit 4 of each i32 lane moved to the sign bit (for `movemask`).
     #[inline]
     #[target_feature(enable = "avx2")]
@@ -192,25 +406,73 @@ pub(crate) mod avx2 {
         _mm_packus_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256::<1>(w))
     }
 
-    /// Two groups of 16 rows as 16 rows of pairs (for the `_g` searches with `G = 2`).
+    /// The K-quants' second pass in weight order, for sub-blocks of `S` weights (16 or 32): byte
+    /// `S * j + i` is `clamp(nearest_int(v / d[j]), lo, hi) + off` with `v = x[S * j + i]`, or
+    /// `v = x[S * j + i] + m[j]` when `m` is given, as ggml's loops compute it (each weight's own
+    /// add and division). Sub-blocks with `d[j] == 0`, which ggml skips (they keep the quants of
+    /// the search), are left 0 and returned as bit `j` of the mask.
     #[inline]
     #[target_feature(enable = "avx2")]
-    pub unsafe fn pair<const N: usize>(h: &[[__m256; N]; 2]) -> [[__m256; 2]; N] {
-        let mut r = [[_mm256_setzero_ps(); 2]; N];
+    pub unsafe fn requant_bytes<const S: usize>(
+        x: &[f32],
+        d: &[f32],
+        m: Option<&[f32]>,
+        lo: i32,
+        hi: i32,
+        off: i32,
+    ) -> ([u8; 256], u32) {
+        let x = &x[..256];
+        let mut out = [0u8; 256];
+        let mut skipped = 0u32;
+        let (lov, hiv, offv) = (_mm256_set1_epi32(lo), _mm256_set1_epi32(hi), _mm256_set1_epi32(off));
+        for j in 0..256 / S {
+            if d[j] == 0.0 {
+                skipped |= 1 << j;
+                continue;
+            }
+            let dv = _mm256_set1_ps(d[j]);
+            let mut q = [_mm256_setzero_si256(); 4];
+            for r in 0..S / 8 {
+                let mut v = _mm256_loadu_ps(x[S * j + 8 * r..].as_ptr());
+                if let Some(m) = m {
+                    v = _mm256_add_ps(v, _mm256_set1_ps(m[j]));
+                }
+                let l = _mm256_max_epi32(_mm256_min_epi32(ni(_mm256_div_ps(v, dv)), hiv), lov);
+                q[r] = _mm256_add_epi32(l, offv);
+            }
+            if S == 32 {
+                _mm256_storeu_si256(out[32 * j..].as_mut_ptr() as *mut __m256i, bytes32(&q));
+            } else {
+                // Small non-negative values: the saturating packs keep them.
+                let p = _mm256_permute4x64_epi64::<0xD8>(_mm256_packs_epi32(q[0], q[1]));
+                let b = _mm_packs_epi16(_mm256_castsi256_si128(p), _mm256_extracti128_si256::<1>(p));
+                _mm_storeu_si128(out[16 * j..].as_mut_ptr() as *mut __m128i, b);
+            }
+        }
+        (out, skipped)
+    }
+
+    /// `G` groups of `N` rows as `N` rows of `G` (for the `_g` searches).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn group<const N: usize, const G: usize>(h: &[[__m256; N]; G]) -> [[__m256; G]; N] {
+        let mut r = [[_mm256_setzero_ps(); G]; N];
         for i in 0..N {
-            r[i] = [h[0][i], h[1][i]];
+            for g in 0..G {
+                r[i][g] = h[g][i];
+            }
         }
         r
     }
 
-    /// The inverse of [`pair`].
+    /// Groups `g0` and `g0 + 1` of `N` rows of `G` as two groups of rows (the inverse of [`group`]).
     #[inline]
     #[target_feature(enable = "avx2")]
-    pub unsafe fn unpair<const N: usize>(p: &[[__m256; 2]; N]) -> [[__m256; N]; 2] {
+    pub unsafe fn ungroup2<const N: usize, const G: usize>(p: &[[__m256; G]; N], g0: usize) -> [[__m256; N]; 2] {
         let mut r = [[_mm256_setzero_ps(); N]; 2];
         for i in 0..N {
-            r[0][i] = p[i][0];
-            r[1][i] = p[i][1];
+            r[0][i] = p[i][g0];
+            r[1][i] = p[i][g0 + 1];
         }
         r
     }
@@ -346,7 +608,7 @@ pub(crate) mod avx2 {
             let take = _mm256_and_ps(dpos, _mm256_cmp_ps::<_CMP_LT_OQ>(cur_error, best_error));
             if _mm256_movemask_ps(take) != 0 {
                 for i in 0..N {
-                    lq[i] = sel(take, laux[i], lq[i]);
+                    lq[i] = sel_mem(take, laux[i], lq[i]);
                 }
                 best_error = sel(take, cur_error, best_error);
                 scale = sel(take, this_scale, scale);
@@ -355,7 +617,7 @@ pub(crate) mod avx2 {
         }
         if _mm256_movemask_ps(degenerate) != 0 {
             for q in lq.iter_mut() {
-                *q = sel(degenerate, zero, *q);
+                *q = sel_mem(degenerate, zero, *q);
             }
             scale = sel(degenerate, zero, scale);
             min = sel(degenerate, min0, min);
@@ -528,7 +790,7 @@ pub(crate) mod avx2 {
             if any(&take) {
                 for i in 0..N {
                     for g in 0..G {
-                        lq[i][g] = sel(take[g], laux[i][g], lq[i][g]);
+                        lq[i][g] = sel_mem(take[g], laux[i][g], lq[i][g]);
                     }
                 }
                 for g in 0..G {
@@ -541,7 +803,7 @@ pub(crate) mod avx2 {
         if any(&degenerate) {
             for q in lq.iter_mut() {
                 for g in 0..G {
-                    q[g] = sel(degenerate[g], zero, q[g]);
+                    q[g] = sel_mem(degenerate[g], zero, q[g]);
                 }
             }
             for g in 0..G {
@@ -581,12 +843,20 @@ pub(crate) mod avx2 {
         for g in 0..G {
             iscale[g] = _mm256_div_ps(_mm256_set1_ps((-nmax) as f32), max[g]);
         }
+        let (lo, hi) = (_mm256_set1_ps((-nmax) as f32), _mm256_set1_ps((nmax - 1) as f32));
+        // `w * x * l` is `(w * x) * l`: the product `w * x` is the same in every trial.
+        let mut wx = [[zero; G]; N];
+        for i in 0..N {
+            for g in 0..G {
+                wx[i][g] = _mm256_mul_ps(w[i][g], x[i][g]);
+            }
+        }
         let (mut sumlx, mut suml2) = ([zero; G], [zero; G]);
         for i in 0..N {
             for g in 0..G {
-                let lf = ni_clamp(_mm256_mul_ps(iscale[g], x[i][g]), -nmax, nmax - 1);
+                let lf = rint_clamp(_mm256_mul_ps(iscale[g], x[i][g]), lo, hi);
                 lq[i][g] = _mm256_add_ps(lf, nmaxv);
-                sumlx[g] = _mm256_add_ps(sumlx[g], _mm256_mul_ps(_mm256_mul_ps(w[i][g], x[i][g]), lf));
+                sumlx[g] = _mm256_add_ps(sumlx[g], _mm256_mul_ps(wx[i][g], lf));
                 suml2[g] = _mm256_add_ps(suml2[g], _mm256_mul_ps(_mm256_mul_ps(w[i][g], lf), lf));
             }
         }
@@ -610,9 +880,9 @@ pub(crate) mod avx2 {
             let (mut slx, mut sl2) = ([zero; G], [zero; G]);
             for i in 0..N {
                 for g in 0..G {
-                    let lf = ni_clamp(_mm256_mul_ps(isc[g], x[i][g]), -nmax, nmax - 1);
+                    let lf = rint_clamp(_mm256_mul_ps(isc[g], x[i][g]), lo, hi);
                     cand[i][g] = lf;
-                    slx[g] = _mm256_add_ps(slx[g], _mm256_mul_ps(_mm256_mul_ps(w[i][g], x[i][g]), lf));
+                    slx[g] = _mm256_add_ps(slx[g], _mm256_mul_ps(wx[i][g], lf));
                     sl2[g] = _mm256_add_ps(sl2[g], _mm256_mul_ps(_mm256_mul_ps(w[i][g], lf), lf));
                 }
             }
@@ -626,7 +896,7 @@ pub(crate) mod avx2 {
             if any(&take) {
                 for i in 0..N {
                     for g in 0..G {
-                        lq[i][g] = sel(take[g], _mm256_add_ps(cand[i][g], nmaxv), lq[i][g]);
+                        lq[i][g] = sel_mem(take[g], _mm256_add_ps(cand[i][g], nmaxv), lq[i][g]);
                     }
                 }
                 for g in 0..G {
@@ -643,11 +913,11 @@ pub(crate) mod avx2 {
         if any(&small) {
             for q in lq.iter_mut() {
                 for g in 0..G {
-                    q[g] = sel(small[g], zero, q[g]);
+                    q[g] = sel_mem(small[g], zero, q[g]);
                 }
             }
             for g in 0..G {
-                scale[g] = sel(small[g], zero, scale[g]);
+                scale[g] = sel_mem(small[g], zero, scale[g]);
             }
         }
         scale
@@ -705,7 +975,7 @@ pub(crate) mod avx2 {
                     let c2 =
                         _mm256_and_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(sl2, zero), _mm256_cmp_ps::<_CMP_GT_OQ>(lhs, rhs));
                     let accept = _mm256_and_ps(c1, c2);
-                    lq[i][g] = sel(accept, nl, lf);
+                    lq[i][g] = sel_mem(accept, nl, lf);
                     sumlx[g] = sel(accept, slx, sumlx[g]);
                     suml2[g] = sel(accept, sl2, suml2[g]);
                     changed |= _mm256_movemask_ps(accept);
@@ -734,60 +1004,12 @@ pub(crate) mod avx2 {
     #[inline]
     #[target_feature(enable = "avx2")]
     pub unsafe fn make_qx<const N: usize>(x: &[__m256; N], w: &[__m256; N], lq: &mut [__m256; N], nmax: i32) -> __m256 {
-        let zero = _mm256_setzero_ps();
-        let mut max = zero;
-        let mut amax = zero;
+        let (xg, wg) = (group(&[*x]), group(&[*w]));
+        let mut lg = [[_mm256_setzero_ps(); 1]; N];
+        let scale = make_qx_g::<N, 1>(&xg, &wg, &mut lg, nmax);
         for i in 0..N {
-            let ax = abs(x[i]);
-            let gt = _mm256_cmp_ps::<_CMP_GT_OQ>(ax, amax);
-            amax = sel(gt, ax, amax);
-            max = sel(gt, x[i], max);
+            lq[i] = lg[i][0];
         }
-        let nmaxv = _mm256_set1_ps(nmax as f32);
-        let iscale = _mm256_div_ps(_mm256_set1_ps((-nmax) as f32), max);
-        let (mut sumlx, mut suml2) = (zero, zero);
-        for i in 0..N {
-            let lf = ni_clamp(_mm256_mul_ps(iscale, x[i]), -nmax, nmax - 1);
-            lq[i] = _mm256_add_ps(lf, nmaxv);
-            sumlx = _mm256_add_ps(sumlx, _mm256_mul_ps(_mm256_mul_ps(w[i], x[i]), lf));
-            suml2 = _mm256_add_ps(suml2, _mm256_mul_ps(_mm256_mul_ps(w[i], lf), lf));
-        }
-        let nz = _mm256_cmp_ps::<_CMP_NEQ_UQ>(suml2, zero);
-        let mut scale = sel(nz, _mm256_div_ps(sumlx, suml2), zero);
-        let mut best = _mm256_mul_ps(scale, sumlx);
-        let mut cand = [zero; N];
-        for is in -9i32..=9 {
-            if is == 0 {
-                continue;
-            }
-            let num = _mm256_set1_ps(-(nmax as f32 + 0.1f32 * is as f32));
-            let iscale = _mm256_div_ps(num, max);
-            let (mut slx, mut sl2) = (zero, zero);
-            for i in 0..N {
-                let lf = ni_clamp(_mm256_mul_ps(iscale, x[i]), -nmax, nmax - 1);
-                cand[i] = lf;
-                slx = _mm256_add_ps(slx, _mm256_mul_ps(_mm256_mul_ps(w[i], x[i]), lf));
-                sl2 = _mm256_add_ps(sl2, _mm256_mul_ps(_mm256_mul_ps(w[i], lf), lf));
-            }
-            let take = _mm256_and_ps(
-                _mm256_cmp_ps::<_CMP_GT_OQ>(sl2, zero),
-                _mm256_cmp_ps::<_CMP_GT_OQ>(_mm256_mul_ps(slx, slx), _mm256_mul_ps(best, sl2)),
-            );
-            if _mm256_movemask_ps(take) != 0 {
-                for i in 0..N {
-                    lq[i] = sel(take, _mm256_add_ps(cand[i], nmaxv), lq[i]);
-                }
-                scale = sel(take, _mm256_div_ps(slx, sl2), scale);
-                best = sel(take, _mm256_mul_ps(scale, slx), best);
-            }
-        }
-        let small = _mm256_cmp_ps::<_CMP_LT_OQ>(amax, _mm256_set1_ps(super::super::kquant_search::GROUP_MAX_EPS));
-        if _mm256_movemask_ps(small) != 0 {
-            for q in lq.iter_mut() {
-                *q = sel(small, zero, *q);
-            }
-            scale = sel(small, zero, scale);
-        }
-        scale
+        scale[0]
     }
 }

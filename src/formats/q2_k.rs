@@ -197,16 +197,36 @@ pub(crate) mod lanes {
     #[inline]
     #[target_feature(enable = "avx2")]
     unsafe fn block(x: &[f32], y: &mut [u8]) {
-        let xt = transpose_in::<16, 16>(x);
-        let halves = [load_rows(&xt, 0), load_rows(&xt, 8)];
-        let x2 = pair(&halves);
-        let mut w2 = [[_mm256_setzero_ps(); 2]; 16];
-        for i in 0..16 {
-            w2[i] = [abs(x2[i][0]), abs(x2[i][1])];
-        }
+        let h = halves(x);
+        let w = [abs16(&h[0]), abs16(&h[1])];
         let mut lq2 = [[_mm256_setzero_ps(); 2]; 16];
-        let (sv, mv) = make_qkx_g::<16, 2, false>(&x2, &w2, &mut lq2, 3, -0.5, 0.1, 15, true);
-        let lq = unpair(&lq2);
+        let (sv, mv) = make_qkx_g::<16, 2, false>(&group(&h), &group(&w), &mut lq2, 3, -0.5, 0.1, 15, true);
+        finish(x, y, &[sv[0], sv[1]], &[mv[0], mv[1]], &ungroup2(&lq2, 0));
+    }
+
+    /// The 16 sub-blocks of a block as two groups of 8 lanes.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn halves(x: &[f32]) -> [[__m256; 16]; 2] {
+        let xt = transpose_in::<16, 16>(x);
+        [load_rows(&xt, 0), load_rows(&xt, 8)]
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn abs16(h: &[__m256; 16]) -> [__m256; 16] {
+        let mut w = [_mm256_setzero_ps(); 16];
+        for i in 0..16 {
+            w[i] = abs(h[i]);
+        }
+        w
+    }
+
+    /// The rest of `quantize_row_q2_K_ref` after the sub-block search.
+    #[allow(non_snake_case)]
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn finish(x: &[f32], y: &mut [u8], sv: &[__m256; 2], mv: &[__m256; 2], lq: &[[__m256; 16]; 2]) {
         let mut scales = [0f32; 16];
         let mut mins = [0f32; 16];
         for h in 0..2 {
@@ -246,7 +266,7 @@ pub(crate) mod lanes {
         } else {
             mm = put_f16(y, 82, 0.0);
         }
-        tail(&halves, &lq, y, dm, mm);
+        tail(x, lq, y, dm, mm);
     }
 
     /// Weights `qw * sqrt(sigma2 + x^2)` of the 16 sub-blocks in two lane groups, and their sums.
@@ -279,13 +299,25 @@ pub(crate) mod lanes {
     #[inline]
     #[target_feature(enable = "avx2")]
     unsafe fn block_imatrix(x: &[f32], qw: &[f32], y: &mut [u8]) {
-        let xt = transpose_in::<16, 16>(x);
-        let halves = [load_rows(&xt, 0), load_rows(&xt, 8)];
-        let (w, sw) = imatrix_weights(&halves, qw, sum_sq(&x[..256]) / 256.0);
-        let (x2, w2) = (pair(&halves), pair(&w));
+        let h = halves(x);
+        let (w, sw) = imatrix_weights(&h, qw, sum_sq(&x[..256]) / 256.0);
         let mut lq2 = [[_mm256_setzero_ps(); 2]; 16];
-        let (sv, mv) = make_qkx_g::<16, 2, true>(&x2, &w2, &mut lq2, 3, -0.9, 0.05, 36, false);
-        let lq = unpair(&lq2);
+        let (sv, mv) = make_qkx_g::<16, 2, true>(&group(&h), &group(&w), &mut lq2, 3, -0.9, 0.05, 36, false);
+        finish_imatrix(x, y, &[sv[0], sv[1]], &[mv[0], mv[1]], &sw, &ungroup2(&lq2, 0));
+    }
+
+    /// The rest of `quantize_row_q2_K_impl` after the sub-block search.
+    #[allow(non_snake_case)]
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn finish_imatrix(
+        x: &[f32],
+        y: &mut [u8],
+        sv: &[__m256; 2],
+        mv: &[__m256; 2],
+        sw: &[f32; 16],
+        lq: &[[__m256; 16]; 2],
+    ) {
         let mut scales = [0f32; 16];
         let mut mins = [0f32; 16];
         for h in 0..2 {
@@ -294,47 +326,50 @@ pub(crate) mod lanes {
         }
         let mut Ls = [0u8; 16];
         let mut Lm = [0u8; 16];
-        let dm = make_qp_quants(16, 15, &scales, &mut Ls, &sw);
-        let mm = make_qp_quants(16, 15, &mins, &mut Lm, &sw);
+        let dm = make_qp_quants(16, 15, &scales, &mut Ls, sw);
+        let mm = make_qp_quants(16, 15, &mins, &mut Lm, sw);
         let dm = put_f16(y, 80, dm);
         let mm = put_f16(y, 82, mm);
         for j in 0..16 {
             y[j] = Ls[j] | (Lm[j] << 4);
         }
-        tail(&halves, &lq, y, dm, mm);
+        tail(x, lq, y, dm, mm);
     }
 
-    /// Second pass (quants from the stored scales) and packing, shared by both encoders.
+    /// Second pass (quants from the stored scales) in weight order and packing 32 bytes at a
+    /// time, shared by both encoders.
     #[allow(non_snake_case)]
     #[inline]
     #[target_feature(enable = "avx2")]
-    unsafe fn tail(halves: &[[__m256; 16]; 2], lq: &[[__m256; 16]; 2], y: &mut [u8], dm: f32, mm: f32) {
+    unsafe fn tail(x: &[f32], lq: &[[__m256; 16]; 2], y: &mut [u8], dm: f32, mm: f32) {
         let mut dv = [0f32; 16];
         let mut mv = [0f32; 16];
         for j in 0..16 {
             dv[j] = dm * (y[j] & 0xF) as f32;
             mv[j] = mm * (y[j] >> 4) as f32;
         }
-        let mut L = [0u8; 256];
-        for h in 0..2 {
-            let d = _mm256_loadu_ps(dv[8 * h..].as_ptr());
-            let m = _mm256_loadu_ps(mv[8 * h..].as_ptr());
-            let skip = _mm256_cmp_ps::<_CMP_EQ_OQ>(d, _mm256_setzero_ps());
-            for i in 0..16 {
-                let l = ni_clamp(_mm256_div_ps(_mm256_add_ps(halves[h][i], m), d), 0, 3);
-                let q = to_arr(sel(skip, lq[h][i], l));
-                for k in 0..8 {
-                    L[16 * (8 * h + k) + i] = q[k] as u8;
+        let (mut L, skipped) = requant_bytes::<16>(x, &dv, Some(&mv), 0, 3, 0);
+        if skipped != 0 {
+            for j in 0..16 {
+                if skipped & (1 << j) != 0 {
+                    for i in 0..16 {
+                        L[16 * j + i] = to_arr(lq[j / 8][i])[j % 8] as u8;
+                    }
                 }
             }
         }
-        for j in (0..256).step_by(128) {
-            for l in 0..32 {
-                y[16 + j / 4 + l] = L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6);
-            }
+        for h in 0..2 {
+            let c = |j: usize| _mm256_loadu_si256(L[128 * h + 32 * j..].as_ptr() as *const __m256i);
+            let v = _mm256_or_si256(
+                _mm256_or_si256(c(0), _mm256_slli_epi16::<2>(c(1))),
+                _mm256_or_si256(_mm256_slli_epi16::<4>(c(2)), _mm256_slli_epi16::<6>(c(3))),
+            );
+            _mm256_storeu_si256(y[16 + 32 * h..].as_mut_ptr() as *mut __m256i, v);
         }
     }
 
+    // (Two blocks per search, four lane groups, measured slower than one here: the qkx search
+    // keeps four arrays of rows per group and spills them.)
     #[target_feature(enable = "avx2")]
     pub unsafe fn quantize(src: &[f32], dst: &mut [u8]) {
         for (x, y) in src.chunks_exact(BLOCK_WEIGHTS).zip(dst.chunks_exact_mut(BLOCK_BYTES)) {

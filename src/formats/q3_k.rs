@@ -196,24 +196,25 @@ mod lanes {
     use super::super::kquant_lanes::transpose_in;
     use super::super::kquant_search::{make_qx_quants, nearest_int, put_f16, sum_sq};
     use super::super::q2_k::lanes::imatrix_weights;
-    use super::{pack, pack_scale, BLOCK_BYTES, BLOCK_WEIGHTS};
+    use super::{pack_scale, BLOCK_BYTES, BLOCK_WEIGHTS};
     use std::arch::x86_64::*;
 
-    /// `quantize_row_q3_K_ref` of one block, its 16 sub-blocks in two groups of 8 AVX2 lanes.
+    /// The 16 sub-block scales of one block from its two lane groups.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn scales16(a: __m256, b: __m256) -> [f32; 16] {
+        let mut scales = [0f32; 16];
+        scales[..8].copy_from_slice(&to_arr(a));
+        scales[8..].copy_from_slice(&to_arr(b));
+        scales
+    }
+
+    /// The rest of `quantize_row_q3_K_ref` after the sub-block search: 6-bit scales, d, then the
+    /// second pass.
     #[allow(non_snake_case)]
     #[inline]
     #[target_feature(enable = "avx2")]
-    unsafe fn block(x: &[f32], y: &mut [u8]) {
-        let xt = transpose_in::<16, 16>(x);
-        let halves = [load_rows(&xt, 0), load_rows(&xt, 8)];
-        let x2 = pair(&halves);
-        let mut lq2 = [[_mm256_setzero_ps(); 2]; 16];
-        let sv = make_q3_g::<16, 2>(&x2, &mut lq2, 4);
-        let lq = unpair(&lq2);
-        let mut scales = [0f32; 16];
-        for h in 0..2 {
-            scales[8 * h..8 * h + 8].copy_from_slice(&to_arr(sv[h]));
-        }
+    unsafe fn finish(x: &[f32], y: &mut [u8], scales: &[f32; 16], lq: &[[__m256; 16]; 2]) {
         let mut max_scale = 0f32;
         let mut amax = 0f32;
         for j in 0..16 {
@@ -236,40 +237,89 @@ mod lanes {
         } else {
             d_all = put_f16(y, 108, 0.0);
         }
-        tail(&halves, &lq, y, d_all);
+        tail(x, lq, y, d_all);
     }
 
-    /// `quantize_row_q3_K_impl` of one block, its 16 sub-blocks in two groups of 8 AVX2 lanes.
+    /// The rest of `quantize_row_q3_K_impl` after the sub-block search.
     #[allow(non_snake_case)]
     #[inline]
     #[target_feature(enable = "avx2")]
-    unsafe fn block_imatrix(x: &[f32], qw: &[f32], y: &mut [u8]) {
-        let xt = transpose_in::<16, 16>(x);
-        let halves = [load_rows(&xt, 0), load_rows(&xt, 8)];
-        let (w, sw) = imatrix_weights(&halves, qw, 2.0 * sum_sq(&x[..256]) / 256.0);
-        let (x2, w2) = (pair(&halves), pair(&w));
-        let mut lq2 = [[_mm256_setzero_ps(); 2]; 16];
-        let sv = make_qx_g::<16, 2>(&x2, &w2, &mut lq2, 4);
-        let lq = unpair(&lq2);
-        let mut scales = [0f32; 16];
-        for h in 0..2 {
-            scales[8 * h..8 * h + 8].copy_from_slice(&to_arr(sv[h]));
-        }
+    unsafe fn finish_imatrix(x: &[f32], y: &mut [u8], scales: &[f32; 16], sw: &[f32; 16], lq: &[[__m256; 16]; 2]) {
         y[96..108].fill(0);
         let mut Ls = [0i8; 16];
-        let d_block = make_qx_quants(16, 32, &scales, &mut Ls, 1, Some(&sw));
+        let d_block = make_qx_quants(16, 32, scales, &mut Ls, 1, Some(sw));
         for j in 0..16 {
             pack_scale(&mut y[96..108], j, Ls[j] as i32);
         }
         let d_all = put_f16(y, 108, d_block);
-        tail(&halves, &lq, y, d_all);
+        tail(x, lq, y, d_all);
     }
 
-    /// Second pass (quants from the stored scales), hmask and packing, shared by both encoders.
+    /// The 16 sub-blocks of a block as two groups of 8 lanes.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn halves(x: &[f32]) -> [[__m256; 16]; 2] {
+        let xt = transpose_in::<16, 16>(x);
+        [load_rows(&xt, 0), load_rows(&xt, 8)]
+    }
+
+    /// `quantize_row_q3_K_ref` of one block, its 16 sub-blocks in two groups of 8 AVX2 lanes.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn block(x: &[f32], y: &mut [u8]) {
+        let h = halves(x);
+        let mut lq2 = [[_mm256_setzero_ps(); 2]; 16];
+        let sv = make_q3_g::<16, 2>(&group(&h), &mut lq2, 4);
+        finish(x, y, &scales16(sv[0], sv[1]), &ungroup2(&lq2, 0));
+    }
+
+    /// `quantize_row_q3_K_ref` of two blocks, their 32 sub-blocks in four groups of 8 AVX2 lanes
+    /// (four independent update chains in the search instead of two).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn blocks2(x: &[f32], y: &mut [u8]) {
+        let (x0, x1) = (&x[..256], &x[256..512]);
+        let (h0, h1) = (halves(x0), halves(x1));
+        let mut lq4 = [[_mm256_setzero_ps(); 4]; 16];
+        let sv = make_q3_g::<16, 4>(&group(&[h0[0], h0[1], h1[0], h1[1]]), &mut lq4, 4);
+        let (y0, y1) = y[..2 * BLOCK_BYTES].split_at_mut(BLOCK_BYTES);
+        finish(x0, y0, &scales16(sv[0], sv[1]), &ungroup2(&lq4, 0));
+        finish(x1, y1, &scales16(sv[2], sv[3]), &ungroup2(&lq4, 2));
+    }
+
+    /// `quantize_row_q3_K_impl` of one block, its 16 sub-blocks in two groups of 8 AVX2 lanes.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn block_imatrix(x: &[f32], qw: &[f32], y: &mut [u8]) {
+        let h = halves(x);
+        let (w, sw) = imatrix_weights(&h, qw, 2.0 * sum_sq(&x[..256]) / 256.0);
+        let mut lq2 = [[_mm256_setzero_ps(); 2]; 16];
+        let sv = make_qx_g::<16, 2>(&group(&h), &group(&w), &mut lq2, 4);
+        finish_imatrix(x, y, &scales16(sv[0], sv[1]), &sw, &ungroup2(&lq2, 0));
+    }
+
+    /// `quantize_row_q3_K_impl` of two blocks in four groups of 8 AVX2 lanes.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn blocks2_imatrix(x: &[f32], qw: &[f32], y: &mut [u8]) {
+        let (x0, x1) = (&x[..256], &x[256..512]);
+        let (h0, h1) = (halves(x0), halves(x1));
+        let (w0, sw0) = imatrix_weights(&h0, &qw[..256], 2.0 * sum_sq(x0) / 256.0);
+        let (w1, sw1) = imatrix_weights(&h1, &qw[256..512], 2.0 * sum_sq(x1) / 256.0);
+        let mut lq4 = [[_mm256_setzero_ps(); 4]; 16];
+        let xg = group(&[h0[0], h0[1], h1[0], h1[1]]);
+        let sv = make_qx_g::<16, 4>(&xg, &group(&[w0[0], w0[1], w1[0], w1[1]]), &mut lq4, 4);
+        let (y0, y1) = y[..2 * BLOCK_BYTES].split_at_mut(BLOCK_BYTES);
+        finish_imatrix(x0, y0, &scales16(sv[0], sv[1]), &sw0, &ungroup2(&lq4, 0));
+        finish_imatrix(x1, y1, &scales16(sv[2], sv[3]), &sw1, &ungroup2(&lq4, 2));
+    }
+
+    /// Second pass (quants from the stored scales), hmask and packing, shared by both encoders:
+    /// the bytes of ggml's `L` in weight order, then `hmask` and `qs` 32 bytes at a time.
     #[allow(non_snake_case)]
     #[inline]
     #[target_feature(enable = "avx2")]
-    unsafe fn tail(halves: &[[__m256; 16]; 2], lq: &[[__m256; 16]; 2], y: &mut [u8], d_all: f32) {
+    unsafe fn tail(x: &[f32], lq: &[[__m256; 16]; 2], y: &mut [u8], d_all: f32) {
         let mut dv = [0f32; 16];
         for j in 0..16 {
             let s = &y[96..108];
@@ -277,33 +327,63 @@ mod lanes {
             sc = ((sc as i32 | ((((s[8 + j % 4] >> (2 * (j / 4))) & 3) as i32) << 4)) - 32) as i8;
             dv[j] = d_all * sc as f32;
         }
-        let mut L = [0i8; 256];
-        for h in 0..2 {
-            let d = _mm256_loadu_ps(dv[8 * h..].as_ptr());
-            let skip = _mm256_cmp_ps::<_CMP_EQ_OQ>(d, _mm256_setzero_ps());
-            let four = _mm256_set1_ps(4.0);
-            for i in 0..16 {
-                let l = _mm256_add_ps(ni_clamp(_mm256_div_ps(halves[h][i], d), -4, 3), four);
-                let q = to_arr(sel(skip, lq[h][i], l));
-                for k in 0..8 {
-                    L[16 * (8 * h + k) + i] = q[k] as i8;
+        let (mut L, skipped) = requant_bytes::<16>(x, &dv, None, -4, 3, 4);
+        if skipped != 0 {
+            for j in 0..16 {
+                if skipped & (1 << j) != 0 {
+                    for i in 0..16 {
+                        L[16 * j + i] = to_arr(lq[j / 8][i])[j % 8] as u8;
+                    }
                 }
             }
         }
-        pack(y, &mut L);
+        // Chunk c = 4h + j of 32 quants (weights 128h + 32j + l) sets bit c of hmask[l] where the
+        // quant is above 3 and gives its low two bits to bits 2j..2j+2 of qs[32h + l].
+        let mut c = [_mm256_setzero_si256(); 8];
+        for k in 0..8 {
+            c[k] = _mm256_loadu_si256(L[32 * k..].as_ptr() as *const __m256i);
+        }
+        let (three, mut hmask) = (_mm256_set1_epi8(3), _mm256_setzero_si256());
+        for k in 0..8 {
+            let bit = _mm256_set1_epi8((1u8 << k) as i8);
+            hmask = _mm256_or_si256(hmask, _mm256_and_si256(_mm256_cmpgt_epi8(c[k], three), bit));
+        }
+        _mm256_storeu_si256(y[0..32].as_mut_ptr() as *mut __m256i, hmask);
+        for h in 0..2 {
+            let q = |j: usize| _mm256_and_si256(c[4 * h + j], three);
+            let v = _mm256_or_si256(
+                _mm256_or_si256(q(0), _mm256_slli_epi16::<2>(q(1))),
+                _mm256_or_si256(_mm256_slli_epi16::<4>(q(2)), _mm256_slli_epi16::<6>(q(3))),
+            );
+            _mm256_storeu_si256(y[32 + 32 * h..64 + 32 * h].as_mut_ptr() as *mut __m256i, v);
+        }
     }
 
     #[target_feature(enable = "avx2")]
     pub unsafe fn quantize(src: &[f32], dst: &mut [u8]) {
-        for (x, y) in src.chunks_exact(BLOCK_WEIGHTS).zip(dst.chunks_exact_mut(BLOCK_BYTES)) {
+        let mut xs = src.chunks_exact(2 * BLOCK_WEIGHTS);
+        let mut ys = dst.chunks_exact_mut(2 * BLOCK_BYTES);
+        for (x, y) in (&mut xs).zip(&mut ys) {
+            blocks2(x, y);
+        }
+        for (x, y) in xs.remainder().chunks_exact(BLOCK_WEIGHTS).zip(ys.into_remainder().chunks_exact_mut(BLOCK_BYTES))
+        {
             block(x, y);
         }
     }
 
     #[target_feature(enable = "avx2")]
     pub unsafe fn quantize_imatrix(x: &[f32], qw: &[f32], dst: &mut [u8]) {
-        for ((x, qw), y) in
-            x.chunks_exact(BLOCK_WEIGHTS).zip(qw.chunks_exact(BLOCK_WEIGHTS)).zip(dst.chunks_exact_mut(BLOCK_BYTES))
+        let n2 = x.len() / (2 * BLOCK_WEIGHTS);
+        for b in 0..n2 {
+            let r = 2 * BLOCK_WEIGHTS * b..2 * BLOCK_WEIGHTS * (b + 1);
+            blocks2_imatrix(&x[r.clone()], &qw[r], &mut dst[2 * BLOCK_BYTES * b..2 * BLOCK_BYTES * (b + 1)]);
+        }
+        let done = 2 * BLOCK_WEIGHTS * n2;
+        for ((x, qw), y) in x[done..]
+            .chunks_exact(BLOCK_WEIGHTS)
+            .zip(qw[done..].chunks_exact(BLOCK_WEIGHTS))
+            .zip(dst[2 * BLOCK_BYTES * n2..].chunks_exact_mut(BLOCK_BYTES))
         {
             block_imatrix(x, qw, y);
         }

@@ -143,24 +143,70 @@ mod lanes {
         imatrix_blocks(&x[done..], &qw[done..], sigma2, &mut dst[done / BLOCK_WEIGHTS * BLOCK_BYTES..]);
     }
 
-    #[target_feature(enable = "avx2")]
-    pub unsafe fn quantize(src: &[f32], dst: &mut [u8]) {
-        for (x, y) in src.chunks_exact(BLOCK_WEIGHTS).zip(dst.chunks_exact_mut(BLOCK_BYTES)) {
-            block(x, y);
+    /// `quantize_row_q4_1_ref` of 8 consecutive blocks: the reductions of the 8 blocks side by side
+    /// (lane `k` = block `k`), then each block's 32 weights side by side.
+    #[inline]
+    #[target_feature(enable = "avx2,f16c")]
+    unsafe fn blocks8(x: &[f32], y: &mut [u8]) -> bool {
+        let (x, y) = (&x[..8 * BLOCK_WEIGHTS], &mut y[..8 * BLOCK_BYTES]);
+        let (min, max, mut bad) = min_max8(x);
+        let d = _mm256_div_ps(_mm256_sub_ps(max, min), _mm256_set1_ps(15.0));
+        let id = to_arr(inv_or_zero(d));
+        let (hd, hm) = (fp16x8(d), fp16x8(min));
+        let mins = to_arr(min);
+        let c = _mm256_set1_ps(0.5);
+        for k in 0..8 {
+            let (xb, yb) = (&x[32 * k..32 * k + 32], &mut y[20 * k..20 * k + 20]);
+            yb[0..2].copy_from_slice(&hd[k].to_le_bytes());
+            yb[2..4].copy_from_slice(&hm[k].to_le_bytes());
+            let v = load4(xb);
+            bad = nan4(bad, &v);
+            let (idv, minv) = (_mm256_set1_ps(id[k]), _mm256_set1_ps(mins[k]));
+            let mut q = [_mm256_setzero_si256(); 4];
+            for r in 0..4 {
+                q[r] = _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v[r], minv), idv), c));
+            }
+            // MIN(15, (int8_t)t) on the low bytes, as signed bytes.
+            let b = _mm256_min_epi8(bytes32(&q), _mm256_set1_epi8(15));
+            _mm_storeu_si128(yb[4..20].as_mut_ptr() as *mut __m128i, nibbles(b));
         }
+        _mm256_movemask_ps(bad) != 0
+    }
+
+    /// Returns whether the input may hold a NaN or an infinity.
+    #[target_feature(enable = "avx2,f16c")]
+    pub unsafe fn quantize(src: &[f32], dst: &mut [u8]) -> bool {
+        let mut bad = false;
+        let mut xs = src.chunks_exact(8 * BLOCK_WEIGHTS);
+        let mut ys = dst.chunks_exact_mut(8 * BLOCK_BYTES);
+        for (x, y) in (&mut xs).zip(&mut ys) {
+            bad |= blocks8(x, y);
+        }
+        for (x, y) in xs.remainder().chunks_exact(BLOCK_WEIGHTS).zip(ys.into_remainder().chunks_exact_mut(BLOCK_BYTES))
+        {
+            block(x, y);
+            bad |= maybe_non_finite(x);
+        }
+        bad
     }
 }
 
 /// Whole blocks, like [`quantize`] and with the same bytes, with AVX2 when the CPU has it: the
 /// 32 independent per-weight computations of a block side by side, reductions (max / min) exact.
 pub fn quantize_fast(src: &[f32], dst: &mut [u8]) {
+    quantize_screened(src, dst);
+}
+
+/// [`quantize_fast`], also screening the input: returns `false` if every value is finite, `true`
+/// if some may be a NaN or an infinity (the caller then looks for it).
+pub fn quantize_screened(src: &[f32], dst: &mut [u8]) -> bool {
     #[cfg(target_arch = "x86_64")]
     if super::kquant_lanes::use_avx2() {
-        // SAFETY: the CPU supports AVX2 (checked at run time).
-        unsafe { lanes::quantize(src, dst) };
-        return;
+        // SAFETY: the CPU supports AVX2 and F16C (checked at run time).
+        return unsafe { lanes::quantize(src, dst) };
     }
-    quantize(src, dst)
+    quantize(src, dst);
+    true
 }
 
 /// [`quantize_row_imatrix`] with 8 blocks side by side in AVX2 lanes when the CPU has AVX2; the

@@ -243,18 +243,14 @@ pub(crate) mod lanes {
     use super::super::kquant_lanes::avx2::*;
     use super::super::kquant_lanes::transpose_in;
     use super::super::kquant_search::{make_qp_quants, nearest_int, put_f16, sum_sq};
-    use super::{pack, pack_k4, scale_min_k4, BLOCK_BYTES, BLOCK_WEIGHTS};
+    use super::{pack, pack_k4, scale_min_k4, BLOCK_BYTES};
     use std::arch::x86_64::*;
 
-    /// The Q4_K / Q5_K reference encoder of one block with its 8 sub-blocks in AVX2 lanes: writes
-    /// d, dmin and scales to `y` and returns the final quants. Bit for bit `ref_scales_k`
-    /// followed by `requantize_k`.
-    #[allow(non_snake_case)]
+    /// The 8 sub-blocks of a block in lanes and ggml's reference weights `av_x + |x|`.
     #[inline]
     #[target_feature(enable = "avx2")]
-    pub unsafe fn encode_k(x: &[f32], y: &mut [u8], nmax: i32, rmin: f32, rdelta: f32, nstep: i32) -> [u8; 256] {
-        let xt = transpose_in::<32, 8>(x);
-        let xv = load_rows(&xt, 0);
+    unsafe fn prep(x: &[f32]) -> ([__m256; 32], [__m256; 32]) {
+        let xv = load_rows(&transpose_in::<32, 8>(x), 0);
         let mut sumsq = _mm256_setzero_ps();
         for v in &xv {
             sumsq = _mm256_add_ps(sumsq, _mm256_mul_ps(*v, *v));
@@ -264,8 +260,32 @@ pub(crate) mod lanes {
         for i in 0..32 {
             w[i] = _mm256_add_ps(av_x, abs(xv[i]));
         }
-        let mut lq = [_mm256_setzero_ps(); 32];
-        let (sv, mv) = make_qkx2(&xv, &w, &mut lq, nmax, rmin, rdelta, nstep, false);
+        (xv, w)
+    }
+
+    /// The 8 sub-blocks of a block in lanes, the importance weights `qw * sqrt(sigma2 + x^2)`
+    /// and their sums.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn prep_imatrix(x: &[f32], qw: &[f32]) -> ([__m256; 32], [__m256; 32], [f32; 8]) {
+        let xv = load_rows(&transpose_in::<32, 8>(x), 0);
+        let qv = load_rows(&transpose_in::<32, 8>(qw), 0);
+        let sigma2 = 2.0 * sum_sq(&x[..256]) / 256.0;
+        let s2 = _mm256_set1_ps(sigma2);
+        let mut w = [_mm256_setzero_ps(); 32];
+        let mut swv = _mm256_setzero_ps();
+        for i in 0..32 {
+            w[i] = _mm256_mul_ps(qv[i], _mm256_sqrt_ps(_mm256_add_ps(s2, _mm256_mul_ps(xv[i], xv[i]))));
+            swv = _mm256_add_ps(swv, w[i]);
+        }
+        (xv, w, to_arr(swv))
+    }
+
+    /// The rest of `ref_scales_k` after the sub-block search (scales `sv`, mins `mv`, quants
+    /// `lq`), then `requantize_k`: writes d, dmin and scales to `y` and returns the final quants.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn finish(x: &[f32], y: &mut [u8], sv: __m256, mv: __m256, lq: &[__m256; 32], nmax: i32) -> [u8; 256] {
         let (scales, mins) = (to_arr(sv), to_arr(mv));
         let mut max_scale = 0f32;
         let mut max_min = 0f32;
@@ -286,68 +306,28 @@ pub(crate) mod lanes {
         }
         let d_all = put_f16(y, 0, max_scale / 63.0);
         let m_all = put_f16(y, 2, max_min / 63.0);
-        requant(&xv, &lq, y, d_all, m_all, nmax)
+        requant(x, lq, y, d_all, m_all, nmax)
     }
 
-    /// The second pass of Q4_K / Q5_K (quants from the stored d, dmin and 6-bit scales) on the 8
-    /// sub-blocks in lanes; sub-blocks whose scale is zero keep the search's quants `lq`.
-    #[allow(non_snake_case)]
+    /// The rest of `imatrix_scales_k` after the sub-block search, then `requantize_k`.
+    #[allow(non_snake_case, clippy::too_many_arguments)]
     #[inline]
     #[target_feature(enable = "avx2")]
-    unsafe fn requant(xv: &[__m256; 32], lq: &[__m256; 32], y: &[u8], d_all: f32, m_all: f32, nmax: i32) -> [u8; 256] {
-        let mut dv = [0f32; 8];
-        let mut dmv = [0f32; 8];
-        for j in 0..8 {
-            let (sc, m) = scale_min_k4(j, &y[4..16]);
-            dv[j] = d_all * sc as f32;
-            dmv[j] = m_all * m as f32;
-        }
-        let d = _mm256_loadu_ps(dv.as_ptr());
-        let dm = _mm256_loadu_ps(dmv.as_ptr());
-        let skip = _mm256_cmp_ps::<_CMP_EQ_OQ>(d, _mm256_setzero_ps());
-        let mut L = [0u8; 256];
-        for i in 0..32 {
-            let l = ni_clamp(_mm256_div_ps(_mm256_add_ps(xv[i], dm), d), 0, nmax);
-            let q = to_arr(sel(skip, lq[i], l));
-            for k in 0..8 {
-                L[32 * k + i] = q[k] as u8;
-            }
-        }
-        L
-    }
-
-    #[target_feature(enable = "avx2")]
-    pub unsafe fn quantize(src: &[f32], dst: &mut [u8]) {
-        for (x, y) in src.chunks_exact(BLOCK_WEIGHTS).zip(dst.chunks_exact_mut(BLOCK_BYTES)) {
-            let l = encode_k(x, y, 15, -1.0, 0.1, 20);
-            pack(y, &l);
-        }
-    }
-
-    /// The importance-weighted Q4_K / Q5_K encoder of one block (`quantize_row_q4_K_impl` /
-    /// `q5_K_impl`) with its 8 sub-blocks in lanes: bit for bit `imatrix_scales_k` followed by
-    /// `requantize_k`.
-    #[allow(non_snake_case)]
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    pub unsafe fn encode_k_imatrix(x: &[f32], qw: &[f32], y: &mut [u8], nmax: i32, clamp63: bool) -> [u8; 256] {
-        let xv = load_rows(&transpose_in::<32, 8>(x), 0);
-        let qv = load_rows(&transpose_in::<32, 8>(qw), 0);
-        let sigma2 = 2.0 * sum_sq(&x[..256]) / 256.0;
-        let s2 = _mm256_set1_ps(sigma2);
-        let mut w = [_mm256_setzero_ps(); 32];
-        let mut swv = _mm256_setzero_ps();
-        for i in 0..32 {
-            w[i] = _mm256_mul_ps(qv[i], _mm256_sqrt_ps(_mm256_add_ps(s2, _mm256_mul_ps(xv[i], xv[i]))));
-            swv = _mm256_add_ps(swv, w[i]);
-        }
-        let mut lq = [_mm256_setzero_ps(); 32];
-        let (sv, mv) = make_qkx3(&xv, &w, &mut lq, nmax, -0.9, 0.05, 36, false);
-        let (scales, mins, sw) = (to_arr(sv), to_arr(mv), to_arr(swv));
+    unsafe fn finish_imatrix(
+        x: &[f32],
+        y: &mut [u8],
+        sv: __m256,
+        mv: __m256,
+        sw: &[f32; 8],
+        lq: &[__m256; 32],
+        nmax: i32,
+        clamp63: bool,
+    ) -> [u8; 256] {
+        let (scales, mins) = (to_arr(sv), to_arr(mv));
         let mut Ls = [0u8; 8];
         let mut Lm = [0u8; 8];
-        let d_block = make_qp_quants(8, 63, &scales, &mut Ls, &sw);
-        let m_block = make_qp_quants(8, 63, &mins, &mut Lm, &sw);
+        let d_block = make_qp_quants(8, 63, &scales, &mut Ls, sw);
+        let m_block = make_qp_quants(8, 63, &mins, &mut Lm, sw);
         for j in 0..8 {
             let (mut ls, mut lm) = (Ls[j], Lm[j]);
             if clamp63 {
@@ -358,17 +338,173 @@ pub(crate) mod lanes {
         }
         let d_all = put_f16(y, 0, d_block);
         let m_all = put_f16(y, 2, m_block);
-        requant(&xv, &lq, y, d_all, m_all, nmax)
+        requant(x, lq, y, d_all, m_all, nmax)
+    }
+
+    /// The Q4_K / Q5_K reference encoder of one block with its 8 sub-blocks in AVX2 lanes: writes
+    /// d, dmin and scales to `y` and returns the final quants. Bit for bit `ref_scales_k`
+    /// followed by `requantize_k`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn encode_k(x: &[f32], y: &mut [u8], nmax: i32, rmin: f32, rdelta: f32, nstep: i32) -> [u8; 256] {
+        let (xv, w) = prep(x);
+        let mut lq = [_mm256_setzero_ps(); 32];
+        let (sv, mv) = make_qkx2(&xv, &w, &mut lq, nmax, rmin, rdelta, nstep, false);
+        finish(x, y, sv, mv, &lq, nmax)
+    }
+
+    /// [`encode_k`] of two blocks (`x[..512]`, `y[..2 * bb]`, `bb` the block size), their 16 sub-blocks in two
+    /// lane groups searched together (two independent chains).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn encode_k2(
+        x: &[f32],
+        y: &mut [u8],
+        bb: usize,
+        nmax: i32,
+        rmin: f32,
+        rdelta: f32,
+        nstep: i32,
+    ) -> ([u8; 256], [u8; 256]) {
+        let (x0, x1) = (&x[..256], &x[256..512]);
+        let ((a, wa), (b, wb)) = (prep(x0), prep(x1));
+        let mut lq = [[_mm256_setzero_ps(); 2]; 32];
+        let (sv, mv) =
+            make_qkx_g::<32, 2, false>(&group(&[a, b]), &group(&[wa, wb]), &mut lq, nmax, rmin, rdelta, nstep, false);
+        let lq = ungroup2(&lq, 0);
+        let (y0, y1) = y[..2 * bb].split_at_mut(bb);
+        (finish(x0, y0, sv[0], mv[0], &lq[0], nmax), finish(x1, y1, sv[1], mv[1], &lq[1], nmax))
+    }
+
+    /// The second pass of Q4_K / Q5_K (quants from the stored d, dmin and 6-bit scales) in weight
+    /// order; sub-blocks whose scale is zero keep the search's quants `lq` (lane `j` of `lq[i]`).
+    #[allow(non_snake_case)]
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn requant(x: &[f32], lq: &[__m256; 32], y: &[u8], d_all: f32, m_all: f32, nmax: i32) -> [u8; 256] {
+        let mut dv = [0f32; 8];
+        let mut dmv = [0f32; 8];
+        for j in 0..8 {
+            let (sc, m) = scale_min_k4(j, &y[4..16]);
+            dv[j] = d_all * sc as f32;
+            dmv[j] = m_all * m as f32;
+        }
+        let (mut L, skipped) = requant_bytes::<32>(x, &dv, Some(&dmv), 0, nmax, 0);
+        if skipped != 0 {
+            for j in 0..8 {
+                if skipped & (1 << j) != 0 {
+                    for i in 0..32 {
+                        L[32 * j + i] = to_arr(lq[i])[j] as u8;
+                    }
+                }
+            }
+        }
+        L
+    }
+
+    /// The reference encoder over whole blocks of `bb` bytes (Q4_K or Q5_K), two at a time, each
+    /// block's final quants to `pack`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn run(
+        src: &[f32],
+        dst: &mut [u8],
+        bb: usize,
+        nmax: i32,
+        rmin: f32,
+        rdelta: f32,
+        nstep: i32,
+        pack: fn(&mut [u8], &[u8; 256]),
+    ) {
+        let mut xs = src.chunks_exact(512);
+        let mut ys = dst.chunks_exact_mut(2 * bb);
+        for (x, y) in (&mut xs).zip(&mut ys) {
+            let (l0, l1) = encode_k2(x, y, bb, nmax, rmin, rdelta, nstep);
+            let (y0, y1) = y.split_at_mut(bb);
+            pack(y0, &l0);
+            pack(y1, &l1);
+        }
+        for (x, y) in xs.remainder().chunks_exact(256).zip(ys.into_remainder().chunks_exact_mut(bb)) {
+            let l = encode_k(x, y, nmax, rmin, rdelta, nstep);
+            pack(y, &l);
+        }
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn quantize(src: &[f32], dst: &mut [u8]) {
+        run(src, dst, BLOCK_BYTES, 15, -1.0, 0.1, 20, pack);
+    }
+
+    /// The importance-weighted Q4_K / Q5_K encoder of one block (`quantize_row_q4_K_impl` /
+    /// `q5_K_impl`) with its 8 sub-blocks in lanes: bit for bit `imatrix_scales_k` followed by
+    /// `requantize_k`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn encode_k_imatrix(x: &[f32], qw: &[f32], y: &mut [u8], nmax: i32, clamp63: bool) -> [u8; 256] {
+        let (xv, w, sw) = prep_imatrix(x, qw);
+        let mut lq = [_mm256_setzero_ps(); 32];
+        let (sv, mv) = make_qkx3(&xv, &w, &mut lq, nmax, -0.9, 0.05, 36, false);
+        finish_imatrix(x, y, sv, mv, &sw, &lq, nmax, clamp63)
+    }
+
+    /// [`encode_k_imatrix`] of two blocks, searched together in two lane groups.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn encode_k2_imatrix(
+        x: &[f32],
+        qw: &[f32],
+        y: &mut [u8],
+        bb: usize,
+        nmax: i32,
+        clamp63: bool,
+    ) -> ([u8; 256], [u8; 256]) {
+        let (x0, x1) = (&x[..256], &x[256..512]);
+        let ((a, wa, swa), (b, wb, swb)) = (prep_imatrix(x0, &qw[..256]), prep_imatrix(x1, &qw[256..512]));
+        let mut lq = [[_mm256_setzero_ps(); 2]; 32];
+        let (sv, mv) =
+            make_qkx_g::<32, 2, true>(&group(&[a, b]), &group(&[wa, wb]), &mut lq, nmax, -0.9, 0.05, 36, false);
+        let lq = ungroup2(&lq, 0);
+        let (y0, y1) = y[..2 * bb].split_at_mut(bb);
+        (
+            finish_imatrix(x0, y0, sv[0], mv[0], &swa, &lq[0], nmax, clamp63),
+            finish_imatrix(x1, y1, sv[1], mv[1], &swb, &lq[1], nmax, clamp63),
+        )
+    }
+
+    /// The importance-weighted encoder over one row of whole blocks of `bb` bytes, two at a time.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn run_imatrix(
+        x: &[f32],
+        qw: &[f32],
+        dst: &mut [u8],
+        bb: usize,
+        nmax: i32,
+        clamp63: bool,
+        pack: fn(&mut [u8], &[u8; 256]),
+    ) {
+        let n2 = x.len() / 512;
+        for b in 0..n2 {
+            let r = 512 * b..512 * (b + 1);
+            let y = &mut dst[2 * bb * b..2 * bb * (b + 1)];
+            let (l0, l1) = encode_k2_imatrix(&x[r.clone()], &qw[r], y, bb, nmax, clamp63);
+            let (y0, y1) = y.split_at_mut(bb);
+            pack(y0, &l0);
+            pack(y1, &l1);
+        }
+        for b in 2 * n2..x.len() / 256 {
+            let r = 256 * b..256 * (b + 1);
+            let y = &mut dst[bb * b..bb * (b + 1)];
+            let l = encode_k_imatrix(&x[r.clone()], &qw[r], y, nmax, clamp63);
+            pack(y, &l);
+        }
     }
 
     #[target_feature(enable = "avx2")]
     pub unsafe fn quantize_imatrix(x: &[f32], qw: &[f32], dst: &mut [u8]) {
-        for ((x, qw), y) in
-            x.chunks_exact(BLOCK_WEIGHTS).zip(qw.chunks_exact(BLOCK_WEIGHTS)).zip(dst.chunks_exact_mut(BLOCK_BYTES))
-        {
-            let l = encode_k_imatrix(x, qw, y, 15, false);
-            pack(y, &l);
-        }
+        run_imatrix(x, qw, dst, BLOCK_BYTES, 15, false, pack);
     }
 }
 

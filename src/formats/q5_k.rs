@@ -107,25 +107,44 @@ pub fn quantize_row_imatrix(x: &[f32], qw: &[f32], dst: &mut [u8]) {
 
 #[cfg(target_arch = "x86_64")]
 mod lanes {
-    use super::super::q4_k::lanes::{encode_k, encode_k_imatrix};
-    use super::{pack, BLOCK_BYTES, BLOCK_WEIGHTS};
+    use super::super::q4_k::lanes::{run, run_imatrix};
+    use super::BLOCK_BYTES;
+    use std::arch::x86_64::*;
+
+    /// [`super::pack`] 32 bytes at a time: chunk `2c` (weights `64c..64c + 32`) and chunk `2c + 1`
+    /// give the low and high nibbles of qs[32c..] and bits `2c`, `2c + 1` of qh (quant above 15).
+    #[allow(non_snake_case)]
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn pack(y: &mut [u8], L: &[u8; 256]) {
+        let (f, fifteen) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(15));
+        let mut qh = _mm256_setzero_si256();
+        for c in 0..4 {
+            let a = _mm256_loadu_si256(L[64 * c..].as_ptr() as *const __m256i);
+            let b = _mm256_loadu_si256(L[64 * c + 32..].as_ptr() as *const __m256i);
+            let (m1, m2) = (_mm256_set1_epi8(1 << (2 * c)), _mm256_set1_epi8((2u8 << (2 * c)) as i8));
+            qh = _mm256_or_si256(qh, _mm256_and_si256(_mm256_cmpgt_epi8(a, fifteen), m1));
+            qh = _mm256_or_si256(qh, _mm256_and_si256(_mm256_cmpgt_epi8(b, fifteen), m2));
+            let qs = _mm256_or_si256(_mm256_and_si256(a, f), _mm256_slli_epi16::<4>(_mm256_and_si256(b, f)));
+            _mm256_storeu_si256(y[48 + 32 * c..].as_mut_ptr() as *mut __m256i, qs);
+        }
+        _mm256_storeu_si256(y[16..48].as_mut_ptr() as *mut __m256i, qh);
+    }
+
+    /// `fn` pointer to [`pack`] (the CPU has AVX2 wherever this module runs).
+    fn pack_fn(y: &mut [u8], l: &[u8; 256]) {
+        // SAFETY: only called from the AVX2 encoders below, after the run-time check.
+        unsafe { pack(y, l) }
+    }
 
     #[target_feature(enable = "avx2")]
     pub unsafe fn quantize(src: &[f32], dst: &mut [u8]) {
-        for (x, y) in src.chunks_exact(BLOCK_WEIGHTS).zip(dst.chunks_exact_mut(BLOCK_BYTES)) {
-            let l = encode_k(x, y, 31, -0.5, 0.1, 15);
-            pack(y, &l);
-        }
+        run(src, dst, BLOCK_BYTES, 31, -0.5, 0.1, 15, pack_fn);
     }
 
     #[target_feature(enable = "avx2")]
     pub unsafe fn quantize_imatrix(x: &[f32], qw: &[f32], dst: &mut [u8]) {
-        for ((x, qw), y) in
-            x.chunks_exact(BLOCK_WEIGHTS).zip(qw.chunks_exact(BLOCK_WEIGHTS)).zip(dst.chunks_exact_mut(BLOCK_BYTES))
-        {
-            let l = encode_k_imatrix(x, qw, y, 31, true);
-            pack(y, &l);
-        }
+        run_imatrix(x, qw, dst, BLOCK_BYTES, 31, true, pack_fn);
     }
 }
 

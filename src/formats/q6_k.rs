@@ -138,35 +138,44 @@ mod lanes {
     use super::super::kquant_lanes::avx2::*;
     use super::super::kquant_lanes::transpose_in;
     use super::super::kquant_search::{nearest_int, put_f16, GROUP_MAX_EPS};
-    use super::{pack, BLOCK_BYTES, BLOCK_WEIGHTS};
+    use super::{BLOCK_BYTES, BLOCK_WEIGHTS};
     use std::arch::x86_64::*;
 
-    /// `quantize_row_q6_K_ref` of one block, its 16 sub-blocks in two groups of 8 AVX2 lanes.
-    #[allow(non_snake_case)]
+    /// The 16 sub-blocks of a block as two groups of 8 lanes, and their weights (`qw`, or `x * x`
+    /// without an importance matrix).
     #[inline]
     #[target_feature(enable = "avx2")]
-    unsafe fn block(x: &[f32], qw: Option<&[f32]>, y: &mut [u8]) {
+    unsafe fn halves(x: &[f32], qw: Option<&[f32]>) -> ([[__m256; 16]; 2], [[__m256; 16]; 2]) {
         let xt = transpose_in::<16, 16>(x);
-        let halves = [load_rows(&xt, 0), load_rows(&xt, 8)];
-        let qt = qw.map(transpose_in::<16, 16>);
-        let x2 = pair(&halves);
-        let w2 = match &qt {
-            Some(q) => pair(&[load_rows(q, 0), load_rows(q, 8)]),
+        let h = [load_rows(&xt, 0), load_rows(&xt, 8)];
+        let w = match qw {
+            Some(q) => {
+                let qt = transpose_in::<16, 16>(q);
+                [load_rows(&qt, 0), load_rows(&qt, 8)]
+            }
             None => {
-                let mut w = [[_mm256_setzero_ps(); 2]; 16];
-                for i in 0..16 {
-                    w[i] = [_mm256_mul_ps(x2[i][0], x2[i][0]), _mm256_mul_ps(x2[i][1], x2[i][1])];
+                let mut w = [[_mm256_setzero_ps(); 16]; 2];
+                for g in 0..2 {
+                    for i in 0..16 {
+                        w[g][i] = _mm256_mul_ps(h[g][i], h[g][i]);
+                    }
                 }
                 w
             }
         };
-        let mut lq2 = [[_mm256_setzero_ps(); 2]; 16];
-        let sv = make_qx_g::<16, 2>(&x2, &w2, &mut lq2, 32);
-        let lq = unpair(&lq2);
+        (h, w)
+    }
+
+    /// The rest of `quantize_row_q6_K_ref` / `_impl` after the sub-block search (scales `a`, `b`
+    /// of the two lane groups, quants `lq`): 8-bit scales, d, the second pass in weight order and
+    /// the packing of ql and qh, 32 bytes at a time.
+    #[allow(non_snake_case)]
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn finish(x: &[f32], y: &mut [u8], a: __m256, b: __m256, lq: &[[__m256; 16]; 2]) {
         let mut scales = [0f32; 16];
-        for h in 0..2 {
-            scales[8 * h..8 * h + 8].copy_from_slice(&to_arr(sv[h]));
-        }
+        scales[..8].copy_from_slice(&to_arr(a));
+        scales[8..].copy_from_slice(&to_arr(b));
         let mut max_scale = 0f32;
         let mut max_abs_scale = 0f32;
         for ib in 0..16 {
@@ -189,36 +198,89 @@ mod lanes {
             y[192 + ib] = sc as u8;
             dv[ib] = d_all * sc as f32;
         }
-        let mut L = [0i8; 256];
-        let c32 = _mm256_set1_ps(32.0);
-        for h in 0..2 {
-            let d = _mm256_loadu_ps(dv[8 * h..].as_ptr());
-            let skip = _mm256_cmp_ps::<_CMP_EQ_OQ>(d, _mm256_setzero_ps());
-            for i in 0..16 {
-                let l = _mm256_add_ps(ni_clamp(_mm256_div_ps(halves[h][i], d), -32, 31), c32);
-                let q = to_arr(sel(skip, lq[h][i], l));
-                for k in 0..8 {
-                    L[16 * (8 * h + k) + i] = q[k] as i8;
+        let (mut L, skipped) = requant_bytes::<16>(x, &dv, None, -32, 31, 32);
+        if skipped != 0 {
+            for j in 0..16 {
+                if skipped & (1 << j) != 0 {
+                    for i in 0..16 {
+                        L[16 * j + i] = to_arr(lq[j / 8][i])[j % 8] as u8;
+                    }
                 }
             }
         }
-        pack(y, &L);
+        // Chunk c = 4h + j holds weights 128h + 32j + l: its low nibbles go to ql[64h + 32(j % 2) + l]
+        // (bits 4(j / 2)..), its high two bits to bits 2j.. of qh[32h + l].
+        let mut c = [_mm256_setzero_si256(); 8];
+        for k in 0..8 {
+            c[k] = _mm256_loadu_si256(L[32 * k..].as_ptr() as *const __m256i);
+        }
+        let (f, three) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(3));
+        for h in 0..2 {
+            let lo = |j: usize| _mm256_and_si256(c[4 * h + j], f);
+            let hi = |j: usize| _mm256_and_si256(_mm256_srli_epi16::<4>(c[4 * h + j]), three);
+            let ql0 = _mm256_or_si256(lo(0), _mm256_slli_epi16::<4>(lo(2)));
+            let ql1 = _mm256_or_si256(lo(1), _mm256_slli_epi16::<4>(lo(3)));
+            let qh = _mm256_or_si256(
+                _mm256_or_si256(hi(0), _mm256_slli_epi16::<2>(hi(1))),
+                _mm256_or_si256(_mm256_slli_epi16::<4>(hi(2)), _mm256_slli_epi16::<6>(hi(3))),
+            );
+            _mm256_storeu_si256(y[64 * h..].as_mut_ptr() as *mut __m256i, ql0);
+            _mm256_storeu_si256(y[64 * h + 32..].as_mut_ptr() as *mut __m256i, ql1);
+            _mm256_storeu_si256(y[128 + 32 * h..].as_mut_ptr() as *mut __m256i, qh);
+        }
+    }
+
+    /// `quantize_row_q6_K_ref` (or `_impl` with `qw`) of one block, its 16 sub-blocks in two groups
+    /// of 8 AVX2 lanes.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn block(x: &[f32], qw: Option<&[f32]>, y: &mut [u8]) {
+        let (h, w) = halves(x, qw);
+        let mut lq2 = [[_mm256_setzero_ps(); 2]; 16];
+        let sv = make_qx_g::<16, 2>(&group(&h), &group(&w), &mut lq2, 32);
+        finish(x, y, sv[0], sv[1], &ungroup2(&lq2, 0));
+    }
+
+    /// Two blocks at once, their 32 sub-blocks in four groups of 8 AVX2 lanes.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn blocks2(x: &[f32], qw: Option<&[f32]>, y: &mut [u8]) {
+        let (x0, x1) = (&x[..256], &x[256..512]);
+        let (h0, w0) = halves(x0, qw.map(|q| &q[..256]));
+        let (h1, w1) = halves(x1, qw.map(|q| &q[256..512]));
+        let mut lq4 = [[_mm256_setzero_ps(); 4]; 16];
+        let xg = group(&[h0[0], h0[1], h1[0], h1[1]]);
+        let sv = make_qx_g::<16, 4>(&xg, &group(&[w0[0], w0[1], w1[0], w1[1]]), &mut lq4, 32);
+        let (y0, y1) = y[..2 * BLOCK_BYTES].split_at_mut(BLOCK_BYTES);
+        finish(x0, y0, sv[0], sv[1], &ungroup2(&lq4, 0));
+        finish(x1, y1, sv[2], sv[3], &ungroup2(&lq4, 2));
+    }
+
+    /// Blocks of `x` (with their importance weights `qw`, when given).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn run(x: &[f32], qw: Option<&[f32]>, dst: &mut [u8]) {
+        let n2 = x.len() / (2 * BLOCK_WEIGHTS);
+        for b in 0..n2 {
+            let r = 2 * BLOCK_WEIGHTS * b..2 * BLOCK_WEIGHTS * (b + 1);
+            let q = qw.map(|q| &q[r.clone()]);
+            blocks2(&x[r], q, &mut dst[2 * BLOCK_BYTES * b..2 * BLOCK_BYTES * (b + 1)]);
+        }
+        for b in 2 * n2..x.len() / BLOCK_WEIGHTS {
+            let r = BLOCK_WEIGHTS * b..BLOCK_WEIGHTS * (b + 1);
+            let q = qw.map(|q| &q[r.clone()]);
+            block(&x[r], q, &mut dst[BLOCK_BYTES * b..BLOCK_BYTES * (b + 1)]);
+        }
     }
 
     #[target_feature(enable = "avx2")]
     pub unsafe fn quantize(src: &[f32], dst: &mut [u8]) {
-        for (x, y) in src.chunks_exact(BLOCK_WEIGHTS).zip(dst.chunks_exact_mut(BLOCK_BYTES)) {
-            block(x, None, y);
-        }
+        run(src, None, dst)
     }
 
     #[target_feature(enable = "avx2")]
     pub unsafe fn quantize_imatrix(x: &[f32], qw: &[f32], dst: &mut [u8]) {
-        for ((x, qw), y) in
-            x.chunks_exact(BLOCK_WEIGHTS).zip(qw.chunks_exact(BLOCK_WEIGHTS)).zip(dst.chunks_exact_mut(BLOCK_BYTES))
-        {
-            block(x, Some(qw), y);
-        }
+        run(x, Some(qw), dst)
     }
 }
 

@@ -94,24 +94,77 @@ mod lanes {
         _mm256_storeu_si256(y[2..34].as_mut_ptr() as *mut __m256i, p);
     }
 
-    #[target_feature(enable = "avx2")]
-    pub unsafe fn quantize(src: &[f32], dst: &mut [u8]) {
-        for (x, y) in src.chunks_exact(BLOCK_WEIGHTS).zip(dst.chunks_exact_mut(BLOCK_BYTES)) {
-            block(x, y);
+    /// `quantize_row_q8_0_ref` of 8 consecutive blocks: the reductions of the 8 blocks side by side
+    /// (lane `k` = block `k`), then each block's 32 weights side by side.
+    #[inline]
+    #[target_feature(enable = "avx2,f16c")]
+    unsafe fn blocks8(x: &[f32], y: &mut [u8]) -> bool {
+        let (x, y) = (&x[..8 * BLOCK_WEIGHTS], &mut y[..8 * BLOCK_BYTES]);
+        let mut am = [_mm256_setzero_ps(); 8];
+        for k in 0..8 {
+            let v = load4(&x[32 * k..]);
+            let a = [abs(v[0]), abs(v[1]), abs(v[2]), abs(v[3])];
+            am[k] = _mm256_max_ps(_mm256_max_ps(a[0], a[1]), _mm256_max_ps(a[2], a[3]));
         }
+        // Exact maxima of non-negative values (NaN aside): ggml's `MAX(amax, fabsf(v))` loop.
+        let amax = reduce8::<true>(&am);
+        let mut bad = _mm256_cmp_ps::<_CMP_EQ_OQ>(amax, _mm256_set1_ps(f32::INFINITY));
+        let d = _mm256_div_ps(amax, _mm256_set1_ps(127.0));
+        let id = to_arr(inv_or_zero(d));
+        let h = fp16x8(d);
+        let (sign, half) = (_mm256_set1_ps(-0.0), _mm256_set1_ps(f32::from_bits(0x3EFF_FFFF)));
+        for k in 0..8 {
+            let (xb, yb) = (&x[32 * k..32 * k + 32], &mut y[34 * k..34 * k + 34]);
+            yb[0..2].copy_from_slice(&h[k].to_le_bytes());
+            let v = load4(xb);
+            bad = nan4(bad, &v);
+            let idv = _mm256_set1_ps(id[k]);
+            let mut q = [_mm256_setzero_si256(); 4];
+            for r in 0..4 {
+                // (int8_t)roundf(v): adding the largest float below 0.5 with v's sign, then
+                // truncating, gives cvtt(roundf(v)) for every f32 (checked over all 2^32).
+                let m = _mm256_mul_ps(v[r], idv);
+                q[r] = _mm256_cvttps_epi32(_mm256_add_ps(m, _mm256_or_ps(_mm256_and_ps(m, sign), half)));
+            }
+            _mm256_storeu_si256(yb[2..34].as_mut_ptr() as *mut __m256i, bytes32(&q));
+        }
+        _mm256_movemask_ps(bad) != 0
+    }
+
+    /// Returns whether the input may hold a NaN or an infinity.
+    #[target_feature(enable = "avx2,f16c")]
+    pub unsafe fn quantize(src: &[f32], dst: &mut [u8]) -> bool {
+        let mut bad = false;
+        let mut xs = src.chunks_exact(8 * BLOCK_WEIGHTS);
+        let mut ys = dst.chunks_exact_mut(8 * BLOCK_BYTES);
+        for (x, y) in (&mut xs).zip(&mut ys) {
+            bad |= blocks8(x, y);
+        }
+        for (x, y) in xs.remainder().chunks_exact(BLOCK_WEIGHTS).zip(ys.into_remainder().chunks_exact_mut(BLOCK_BYTES))
+        {
+            block(x, y);
+            bad |= maybe_non_finite(x);
+        }
+        bad
     }
 }
 
 /// Whole blocks, like [`quantize`] and with the same bytes, with AVX2 when the CPU has it: the
 /// 32 independent per-weight computations of a block side by side, reductions (max / min) exact.
 pub fn quantize_fast(src: &[f32], dst: &mut [u8]) {
+    quantize_screened(src, dst);
+}
+
+/// [`quantize_fast`], also screening the input: returns `false` if every value is finite, `true`
+/// if some may be a NaN or an infinity (the caller then looks for it).
+pub fn quantize_screened(src: &[f32], dst: &mut [u8]) -> bool {
     #[cfg(target_arch = "x86_64")]
     if super::kquant_lanes::use_avx2() {
-        // SAFETY: the CPU supports AVX2 (checked at run time).
-        unsafe { lanes::quantize(src, dst) };
-        return;
+        // SAFETY: the CPU supports AVX2 and F16C (checked at run time).
+        return unsafe { lanes::quantize(src, dst) };
     }
-    quantize(src, dst)
+    quantize(src, dst);
+    true
 }
 
 #[cfg(test)]
