@@ -329,6 +329,30 @@ pub(crate) mod avx2 {
         (_mm256_loadu_ps(a.as_ptr()), _mm256_loadu_ps(b.as_ptr()), bad)
     }
 
+    /// The driver of the legacy encoders: `blocks8` over each run of 8 whole blocks of `bw` weights
+    /// and `bb` bytes, then `block` and a finiteness check over the blocks left. Returns whether the
+    /// input may hold a NaN or an infinity.
+    #[inline(always)]
+    pub unsafe fn by_eights(
+        src: &[f32],
+        dst: &mut [u8],
+        (bw, bb): (usize, usize),
+        blocks8: impl Fn(&[f32], &mut [u8]) -> bool,
+        block: impl Fn(&[f32], &mut [u8]),
+    ) -> bool {
+        let mut bad = false;
+        let mut xs = src.chunks_exact(8 * bw);
+        let mut ys = dst.chunks_exact_mut(8 * bb);
+        for (x, y) in (&mut xs).zip(&mut ys) {
+            bad |= blocks8(x, y);
+        }
+        for (x, y) in xs.remainder().chunks_exact(bw).zip(ys.into_remainder().chunks_exact_mut(bb)) {
+            block(x, y);
+            bad |= maybe_non_finite(x);
+        }
+        bad
+    }
+
     /// Whether the 32 values of a legacy block may hold a NaN or an infinity.
     #[inline]
     #[target_feature(enable = "avx2")]

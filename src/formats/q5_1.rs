@@ -197,18 +197,7 @@ mod lanes {
     /// Returns whether the input may hold a NaN or an infinity.
     #[target_feature(enable = "avx2,f16c")]
     pub unsafe fn quantize(src: &[f32], dst: &mut [u8]) -> bool {
-        let mut bad = false;
-        let mut xs = src.chunks_exact(8 * BLOCK_WEIGHTS);
-        let mut ys = dst.chunks_exact_mut(8 * BLOCK_BYTES);
-        for (x, y) in (&mut xs).zip(&mut ys) {
-            bad |= blocks8(x, y);
-        }
-        for (x, y) in xs.remainder().chunks_exact(BLOCK_WEIGHTS).zip(ys.into_remainder().chunks_exact_mut(BLOCK_BYTES))
-        {
-            block(x, y);
-            bad |= maybe_non_finite(x);
-        }
-        bad
+        by_eights(src, dst, (BLOCK_WEIGHTS, BLOCK_BYTES), |x, y| unsafe { blocks8(x, y) }, |x, y| block(x, y))
     }
 }
 
