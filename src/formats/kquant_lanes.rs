@@ -405,6 +405,94 @@ pub(crate) mod avx2 {
         _mm256_movemask_epi8(_mm256_slli_epi16::<3>(b)) as u32
     }
 
+    /// Stores 32 four-bit quants (bytes of `b`, high bits clear) as ggml's `qs[16]` nibbles.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn put_q4(b: __m256i, qs: &mut [u8]) {
+        _mm_storeu_si128(qs[..16].as_mut_ptr() as *mut __m128i, nibbles(b));
+    }
+
+    /// Stores 32 five-bit quants (bytes of `b`) as ggml's `qh: u32` then `qs[16]` (20 bytes).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn put_q5(b: __m256i, y: &mut [u8]) {
+        y[..4].copy_from_slice(&bit4_mask(b).to_le_bytes());
+        put_q4(_mm256_and_si256(b, _mm256_set1_epi8(0x0F)), &mut y[4..20]);
+    }
+
+    /// `quantize_row_q{4,5}_0_ref` of 8 consecutive blocks of `bb` bytes: the signed absolute
+    /// maxima of the 8 blocks side by side (lane `k` = block `k`), `d = max / div`, then each
+    /// block's 32 weights side by side, `MIN(nmax, (int8_t)(x * id + offset))`, stored by `put`
+    /// after the fp16 `d`. Returns whether the input may hold a NaN or an infinity.
+    #[inline]
+    #[target_feature(enable = "avx2,f16c")]
+    pub unsafe fn absmax_blocks8(
+        x: &[f32],
+        y: &mut [u8],
+        bb: usize,
+        (div, offset, nmax): (f32, f32, i8),
+        put: impl Fn(__m256i, &mut [u8]),
+    ) -> bool {
+        let (x, y) = (&x[..8 * 32], &mut y[..8 * bb]);
+        let (max, mut bad) = signed_absmax8(x);
+        let d = _mm256_div_ps(max, _mm256_set1_ps(div));
+        let id = to_arr(inv_or_zero(d));
+        let h = fp16x8(d);
+        let c = _mm256_set1_ps(offset);
+        for k in 0..8 {
+            let (xb, yb) = (&x[32 * k..32 * k + 32], &mut y[bb * k..bb * (k + 1)]);
+            yb[0..2].copy_from_slice(&h[k].to_le_bytes());
+            let v = load4(xb);
+            bad = nan4(bad, &v);
+            let idv = _mm256_set1_ps(id[k]);
+            let mut q = [_mm256_setzero_si256(); 4];
+            for r in 0..4 {
+                q[r] = _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(v[r], idv), c));
+            }
+            // MIN(nmax, (int8_t)t) on the low bytes, as signed bytes.
+            put(_mm256_min_epi8(bytes32(&q), _mm256_set1_epi8(nmax)), &mut yb[2..]);
+        }
+        _mm256_movemask_ps(bad) != 0
+    }
+
+    /// `quantize_row_q{4,5}_1_ref` of 8 consecutive blocks of `bb` bytes: the minima and maxima of
+    /// the 8 blocks side by side, `d = (max - min) / div`, then each block's 32 weights side by
+    /// side, `(int8_t)((x - min) * id + 0.5)` capped at `cap` if given (Q4_1's `MIN(15, ..)`; Q5_1
+    /// keeps the low byte), stored by `put` after the fp16 `d` and `min`. Returns whether the input
+    /// may hold a NaN or an infinity.
+    #[inline]
+    #[target_feature(enable = "avx2,f16c")]
+    pub unsafe fn min_max_blocks8(
+        x: &[f32],
+        y: &mut [u8],
+        bb: usize,
+        (div, cap): (f32, Option<i8>),
+        put: impl Fn(__m256i, &mut [u8]),
+    ) -> bool {
+        let (x, y) = (&x[..8 * 32], &mut y[..8 * bb]);
+        let (min, max, mut bad) = min_max8(x);
+        let d = _mm256_div_ps(_mm256_sub_ps(max, min), _mm256_set1_ps(div));
+        let id = to_arr(inv_or_zero(d));
+        let (hd, hm) = (fp16x8(d), fp16x8(min));
+        let mins = to_arr(min);
+        let c = _mm256_set1_ps(0.5);
+        for k in 0..8 {
+            let (xb, yb) = (&x[32 * k..32 * k + 32], &mut y[bb * k..bb * (k + 1)]);
+            yb[0..2].copy_from_slice(&hd[k].to_le_bytes());
+            yb[2..4].copy_from_slice(&hm[k].to_le_bytes());
+            let v = load4(xb);
+            bad = nan4(bad, &v);
+            let (idv, minv) = (_mm256_set1_ps(id[k]), _mm256_set1_ps(mins[k]));
+            let mut q = [_mm256_setzero_si256(); 4];
+            for r in 0..4 {
+                q[r] = _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v[r], minv), idv), c));
+            }
+            let b = bytes32(&q);
+            put(cap.map_or(b, |n| _mm256_min_epi8(b, _mm256_set1_epi8(n))), &mut yb[4..]);
+        }
+        _mm256_movemask_ps(bad) != 0
+    }
+
     /// Bit 4 of each i32 lane moved to the sign bit (for `movemask`).
     #[inline]
     #[target_feature(enable = "avx2")]

@@ -158,29 +158,7 @@ mod lanes {
     #[inline]
     #[target_feature(enable = "avx2,f16c")]
     unsafe fn blocks8(x: &[f32], y: &mut [u8]) -> bool {
-        let (x, y) = (&x[..8 * BLOCK_WEIGHTS], &mut y[..8 * BLOCK_BYTES]);
-        let (max, mut bad) = signed_absmax8(x);
-        let d = _mm256_div_ps(max, _mm256_set1_ps(-16.0));
-        let id = to_arr(inv_or_zero(d));
-        let h = fp16x8(d);
-        let c = _mm256_set1_ps(16.5);
-        for k in 0..8 {
-            let (xb, yb) = (&x[32 * k..32 * k + 32], &mut y[22 * k..22 * k + 22]);
-            yb[0..2].copy_from_slice(&h[k].to_le_bytes());
-            let v = load4(xb);
-            bad = nan4(bad, &v);
-            let idv = _mm256_set1_ps(id[k]);
-            let mut q = [_mm256_setzero_si256(); 4];
-            for r in 0..4 {
-                q[r] = _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(v[r], idv), c));
-            }
-            // MIN(31, (int8_t)t) on the low bytes, as signed bytes.
-            let b = _mm256_min_epi8(bytes32(&q), _mm256_set1_epi8(31));
-            yb[2..6].copy_from_slice(&bit4_mask(b).to_le_bytes());
-            let lo = _mm256_and_si256(b, _mm256_set1_epi8(0x0F));
-            _mm_storeu_si128(yb[6..22].as_mut_ptr() as *mut __m128i, nibbles(lo));
-        }
-        _mm256_movemask_ps(bad) != 0
+        absmax_blocks8(x, y, BLOCK_BYTES, (-16.0, 16.5, 31), |b, qs| unsafe { put_q5(b, qs) })
     }
 
     /// Returns whether the input may hold a NaN or an infinity.

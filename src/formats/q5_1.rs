@@ -167,31 +167,7 @@ mod lanes {
     #[inline]
     #[target_feature(enable = "avx2,f16c")]
     unsafe fn blocks8(x: &[f32], y: &mut [u8]) -> bool {
-        let (x, y) = (&x[..8 * BLOCK_WEIGHTS], &mut y[..8 * BLOCK_BYTES]);
-        let (min, max, mut bad) = min_max8(x);
-        let d = _mm256_div_ps(_mm256_sub_ps(max, min), _mm256_set1_ps(31.0));
-        let id = to_arr(inv_or_zero(d));
-        let (hd, hm) = (fp16x8(d), fp16x8(min));
-        let mins = to_arr(min);
-        let c = _mm256_set1_ps(0.5);
-        for k in 0..8 {
-            let (xb, yb) = (&x[32 * k..32 * k + 32], &mut y[24 * k..24 * k + 24]);
-            yb[0..2].copy_from_slice(&hd[k].to_le_bytes());
-            yb[2..4].copy_from_slice(&hm[k].to_le_bytes());
-            let v = load4(xb);
-            bad = nan4(bad, &v);
-            let (idv, minv) = (_mm256_set1_ps(id[k]), _mm256_set1_ps(mins[k]));
-            let mut q = [_mm256_setzero_si256(); 4];
-            for r in 0..4 {
-                q[r] = _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v[r], minv), idv), c));
-            }
-            // (uint8_t)t: the low bytes.
-            let b = bytes32(&q);
-            yb[4..8].copy_from_slice(&bit4_mask(b).to_le_bytes());
-            let lo = _mm256_and_si256(b, _mm256_set1_epi8(0x0F));
-            _mm_storeu_si128(yb[8..24].as_mut_ptr() as *mut __m128i, nibbles(lo));
-        }
-        _mm256_movemask_ps(bad) != 0
+        min_max_blocks8(x, y, BLOCK_BYTES, (31.0, None), |b, qs| unsafe { put_q5(b, qs) })
     }
 
     /// Returns whether the input may hold a NaN or an infinity.
