@@ -94,6 +94,20 @@ pub(crate) fn pack_scale_min_k4(sc: &[u8; 8], m: &[u8; 8]) -> [u8; 12] {
     q
 }
 
+/// Packs 32 five-bit quants (`l[j]` for weight `j`) as Q5_0 / Q5_1 store them, into the 20 bytes
+/// of `y`: `qh: u32` (bit `j` = bit 4 of weight `j`), then `qs[16]` (weight `j` in the low nibble
+/// of `qs[j]`, weight `j + 16` in the high one).
+pub(crate) fn pack_q5(l: &[u8; 32], y: &mut [u8]) {
+    let mut qh = 0u32;
+    for j in 0..16 {
+        let (xi0, xi1) = (l[j], l[j + 16]);
+        y[4 + j] = (xi0 & 0x0F) | ((xi1 & 0x0F) << 4);
+        qh |= (((xi0 & 0x10) as u32) >> 4) << j;
+        qh |= (((xi1 & 0x10) as u32) >> 4) << (j + 16);
+    }
+    y[..4].copy_from_slice(&qh.to_le_bytes());
+}
+
 #[cfg(test)]
 pub(crate) mod testutil {
     /// f16 bits of a value that fp16 represents exactly.

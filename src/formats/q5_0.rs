@@ -3,8 +3,8 @@
 // The encoders are line-by-line ports of ggml's C; index loops and explicit clamps mirror it.
 #![allow(clippy::needless_range_loop, clippy::manual_clamp, clippy::assign_op_pattern, clippy::needless_late_init)]
 
-use super::f16_at;
 use super::kquant_search::{cvtt, make_qx_quants, put_f16, sum_sq};
+use super::{f16_at, pack_q5};
 
 pub const BLOCK_WEIGHTS: usize = 32;
 pub const BLOCK_BYTES: usize = 22;
@@ -48,17 +48,8 @@ pub fn quantize_block(x: &[f32], y: &mut [u8]) {
     let d = max / -16.0;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     put_f16(y, 0, d);
-    let mut qh = 0u32;
-    for j in 0..16 {
-        let x0 = x[j] * id;
-        let x1 = x[16 + j] * id;
-        let xi0 = (cvtt(x0 + 16.5f32) as i8 as i32).min(31) as u8;
-        let xi1 = (cvtt(x1 + 16.5f32) as i8 as i32).min(31) as u8;
-        y[6 + j] = (xi0 & 0x0F) | ((xi1 & 0x0F) << 4);
-        qh |= (((xi0 & 0x10) as u32) >> 4) << j;
-        qh |= (((xi1 & 0x10) as u32) >> 4) << (j + 16);
-    }
-    y[2..6].copy_from_slice(&qh.to_le_bytes());
+    let l: [u8; 32] = std::array::from_fn(|j| (cvtt(x[j] * id + 16.5f32) as i8 as i32).min(31) as u8);
+    pack_q5(&l, &mut y[2..22]);
 }
 
 /// Encodes whole blocks (`quantize_row_q5_0_ref`).
@@ -87,15 +78,7 @@ pub(crate) fn imatrix_blocks(x: &[f32], qw: &[f32], sigma2: f32, dst: &mut [u8])
         }
         let d = make_qx_quants(BLOCK_WEIGHTS, 16, xb, &mut L, 1, Some(&weight));
         put_f16(y, 0, d);
-        let mut qh = 0u32;
-        for j in 0..16 {
-            let xi0 = L[j] as u8;
-            let xi1 = L[j + 16] as u8;
-            y[6 + j] = (xi0 & 0x0F) | ((xi1 & 0x0F) << 4);
-            qh |= (((xi0 & 0x10) as u32) >> 4) << j;
-            qh |= (((xi1 & 0x10) as u32) >> 4) << (j + 16);
-        }
-        y[2..6].copy_from_slice(&qh.to_le_bytes());
+        pack_q5(&L.map(|q| q as u8), &mut y[2..22]);
     }
 }
 
@@ -103,7 +86,7 @@ pub(crate) fn imatrix_blocks(x: &[f32], qw: &[f32], sigma2: f32, dst: &mut [u8])
 mod lanes {
     use super::super::kquant_lanes::avx2::*;
     use super::super::kquant_search::{put_f16, sum_sq};
-    use super::{imatrix_blocks, BLOCK_BYTES, BLOCK_WEIGHTS};
+    use super::{imatrix_blocks, pack_q5, BLOCK_BYTES, BLOCK_WEIGHTS};
     use std::arch::x86_64::*;
 
     /// `quantize_row_q5_0_ref` of one block.
@@ -139,14 +122,7 @@ mod lanes {
             for k in 0..8 {
                 let y = &mut dst[(8 * g + k) * BLOCK_BYTES..(8 * g + k + 1) * BLOCK_BYTES];
                 put_f16(y, 0, d[k]);
-                let mut qh = 0u32;
-                for j in 0..16 {
-                    let (xi0, xi1) = (l[k][j], l[k][j + 16]);
-                    y[6 + j] = (xi0 & 0x0F) | ((xi1 & 0x0F) << 4);
-                    qh |= (((xi0 & 0x10) as u32) >> 4) << j;
-                    qh |= (((xi1 & 0x10) as u32) >> 4) << (j + 16);
-                }
-                y[2..6].copy_from_slice(&qh.to_le_bytes());
+                pack_q5(&l[k], &mut y[2..22]);
             }
         }
         let done = groups * 256;

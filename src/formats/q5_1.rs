@@ -3,8 +3,8 @@
 // The encoders are line-by-line ports of ggml's C; index loops and explicit clamps mirror it.
 #![allow(clippy::needless_range_loop, clippy::manual_clamp, clippy::assign_op_pattern, clippy::needless_late_init)]
 
-use super::f16_at;
 use super::kquant_search::{cvtt, make_qkx3_quants, put_f16, sum_sq};
+use super::{f16_at, pack_q5};
 
 pub const BLOCK_WEIGHTS: usize = 32;
 pub const BLOCK_BYTES: usize = 24;
@@ -52,17 +52,8 @@ pub fn quantize_block(x: &[f32], y: &mut [u8]) {
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     put_f16(y, 0, d);
     put_f16(y, 2, min);
-    let mut qh = 0u32;
-    for j in 0..16 {
-        let x0 = (x[j] - min) * id;
-        let x1 = (x[16 + j] - min) * id;
-        let xi0 = cvtt(x0 + 0.5f32) as u8;
-        let xi1 = cvtt(x1 + 0.5f32) as u8;
-        y[8 + j] = (xi0 & 0x0F) | ((xi1 & 0x0F) << 4);
-        qh |= (((xi0 & 0x10) as u32) >> 4) << j;
-        qh |= (((xi1 & 0x10) as u32) >> 4) << (j + 16);
-    }
-    y[4..8].copy_from_slice(&qh.to_le_bytes());
+    let l: [u8; 32] = std::array::from_fn(|j| cvtt((x[j] - min) * id + 0.5f32) as u8);
+    pack_q5(&l, &mut y[4..24]);
 }
 
 /// Encodes whole blocks (`quantize_row_q5_1_ref`).
@@ -95,15 +86,7 @@ pub(crate) fn imatrix_blocks(x: &[f32], qw: &[f32], sigma2: f32, dst: &mut [u8])
             make_qkx3_quants(BLOCK_WEIGHTS, 31, xb, Some(&weight), &mut L, &mut min, &mut Laux, -0.9, 0.05, 36, false);
         put_f16(y, 0, d);
         put_f16(y, 2, -min);
-        let mut qh = 0u32;
-        for j in 0..16 {
-            let xi0 = L[j];
-            let xi1 = L[j + 16];
-            y[8 + j] = (xi0 & 0x0F) | ((xi1 & 0x0F) << 4);
-            qh |= (((xi0 & 0x10) as u32) >> 4) << j;
-            qh |= (((xi1 & 0x10) as u32) >> 4) << (j + 16);
-        }
-        y[4..8].copy_from_slice(&qh.to_le_bytes());
+        pack_q5(&L, &mut y[4..24]);
     }
 }
 
@@ -111,7 +94,7 @@ pub(crate) fn imatrix_blocks(x: &[f32], qw: &[f32], sigma2: f32, dst: &mut [u8])
 mod lanes {
     use super::super::kquant_lanes::avx2::*;
     use super::super::kquant_search::{put_f16, sum_sq};
-    use super::{imatrix_blocks, BLOCK_BYTES, BLOCK_WEIGHTS};
+    use super::{imatrix_blocks, pack_q5, BLOCK_BYTES, BLOCK_WEIGHTS};
     use std::arch::x86_64::*;
 
     /// `quantize_row_q5_1_ref` of one block.
@@ -148,14 +131,7 @@ mod lanes {
                 let y = &mut dst[(8 * g + k) * BLOCK_BYTES..(8 * g + k + 1) * BLOCK_BYTES];
                 put_f16(y, 0, d[k]);
                 put_f16(y, 2, -m[k]);
-                let mut qh = 0u32;
-                for j in 0..16 {
-                    let (xi0, xi1) = (l[k][j], l[k][j + 16]);
-                    y[8 + j] = (xi0 & 0x0F) | ((xi1 & 0x0F) << 4);
-                    qh |= (((xi0 & 0x10) as u32) >> 4) << j;
-                    qh |= (((xi1 & 0x10) as u32) >> 4) << (j + 16);
-                }
-                y[4..8].copy_from_slice(&qh.to_le_bytes());
+                pack_q5(&l[k], &mut y[4..24]);
             }
         }
         let done = groups * 256;
