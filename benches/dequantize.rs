@@ -116,6 +116,26 @@ fn ceiling(c: &mut Criterion) {
                 })
             });
         }
+        // The two-thread ceiling: what the memory takes when both cores write (halves, 32-byte aligned).
+        if n == LARGE && rayon::current_num_threads() >= 2 {
+            let off = (0..8).find(|&o| (out[o..].as_ptr() as usize) % 32 == 0).unwrap();
+            let (a, b) = out[off..off + n].split_at_mut(n / 2);
+            g.bench_function("fill_2t", |bch| {
+                bch.iter(|| rayon::join(|| a.fill(black_box(1.0)), || b.fill(black_box(1.0))))
+            });
+            #[cfg(target_arch = "x86_64")]
+            if kernels::available().contains(&Kernel::Avx2) {
+                g.bench_function("fill_stream_2t", |bch| {
+                    bch.iter(|| {
+                        // SAFETY: AVX2 was checked; both halves are 32-byte aligned (n / 2 is a multiple of 8).
+                        rayon::join(
+                            || unsafe { stream_fill(a.as_mut_ptr(), a.len(), black_box(1.0)) },
+                            || unsafe { stream_fill(b.as_mut_ptr(), b.len(), black_box(1.0)) },
+                        )
+                    })
+                });
+            }
+        }
         g.finish();
     }
 }
@@ -176,8 +196,10 @@ fn threads(c: &mut Criterion) {
     }
     let quick = std::env::var_os("REALIZAR_BENCH_QUICK").is_some();
     let ns: &[usize] = if quick { &[1 << 16] } else { &[1 << 14, 1 << 16, 1 << 17, 1 << 18, 1 << 19, 1 << 20, LARGE] };
-    for q in [QuantType::Q8_0, QuantType::Q4_K, QuantType::Q6_K] {
-        for &n in ns {
+    for q in QuantType::ALL {
+        // Every format at the large size (against the two-thread ceiling); three around the threshold.
+        let around = matches!(q, QuantType::Q8_0 | QuantType::Q4_K | QuantType::Q6_K);
+        for &n in ns.iter().filter(|&&n| around || n == LARGE) {
             let src = input(q, n);
             let mut out = vec![0f32; n];
             let mut g = c.benchmark_group(format!("threads/{q}/{n}"));
