@@ -6,9 +6,11 @@ For each format and size it times (best of --repeat runs, wall clock):
   out 1T/MT    realizar.dequantize(data, fmt, out=buf, threads=1 / default)  (reused array)
   np fresh     a = np.empty(n, np.float32); a.fill(1)   (the cost of merely making the output)
   np fill      buf.fill(1)                              (the cost of merely writing it)
+  np fill MT   the same fill, split over the default number of threads (NumPy releases the GIL)
 and prints Gweights/s and the ratios: realizar (default threads, fresh) over gguf-py, realizar's
 time over NumPy's for fresh and reused outputs (1.0 = as fast as only writing the floats), and
-the speed-up of the default thread count over one thread.
+the speed-up of the default thread count over one thread, next to the same speed-up of NumPy's
+fill: the memory's own limit for more threads writing a reused array.
 
     python benches/bench_python.py                      # 262,144 and 67,108,864 weights
     python benches/bench_python.py --quick              # tiny sizes, for CI smoke tests
@@ -21,6 +23,7 @@ import argparse
 import sys
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import realizar
@@ -91,26 +94,33 @@ def measure(fmt: str, data: np.ndarray, out: np.ndarray, repeat: int, with_gguf:
     return row
 
 
-def ceilings(n: int, out: np.ndarray, repeat: int) -> tuple[float, float]:
-    """NumPy's time to allocate and fill a fresh array, and to fill `out`."""
+def ceilings(n: int, out: np.ndarray, repeat: int, threads: int) -> tuple[float, float, float]:
+    """NumPy's time to allocate and fill a fresh array, to fill `out`, and to fill `out` in
+    `threads` contiguous parts at once."""
+    parts = np.array_split(out, threads)
+    with ThreadPoolExecutor(threads) as pool:
+        fill_mt = best_time(lambda: list(pool.map(lambda a: a.fill(1), parts)), repeat)
     return (
         best_time(lambda: np.empty(n, np.float32).fill(1), repeat),
         best_time(lambda: out.fill(1), repeat),
+        fill_mt,
     )
 
 
-def run(formats: Sequence[str], sizes: Sequence[int], repeat: int, with_gguf: bool) -> list[Row]:
+def run(
+    formats: Sequence[str], sizes: Sequence[int], repeat: int, with_gguf: bool, threads: int
+) -> list[Row]:
     rows: list[Row] = []
     rng = np.random.default_rng(0)
     for n in sizes:
         out = np.zeros(n, np.float32)
-        np_fresh, np_fill = ceilings(n, out, repeat)
+        np_fresh, np_fill, np_fill_mt = ceilings(n, out, repeat, threads)
         for fmt in formats:
             if n % realizar.QuantType.parse(fmt).block_size:
                 print(f"skipping {fmt} at {n}: not a whole number of blocks", file=sys.stderr)
                 continue
             row = measure(fmt, make_data(fmt, n, rng), out, repeat, with_gguf)
-            row.update(np_fresh=np_fresh, np_fill=np_fill)
+            row.update(np_fresh=np_fresh, np_fill=np_fill, np_fill_mt=np_fill_mt)
             rows.append(row)
     return rows
 
@@ -122,10 +132,12 @@ def print_table(rows: list[Row], threads: int) -> None:
     print(f"realizar {realizar.__version__}, kernel {realizar.kernel()}, default threads = {threads}")
     print("Gweights/s (best of runs); ratios: x gguf = gguf-py time / realizar (default threads, fresh);")
     print("/np = realizar time / NumPy's (fresh: np.empty+fill, out: fill; 1.0 = only writing the floats);")
-    print("MT/1T = speed-up of the default thread count over one thread (reused output).")
+    print("MT/1T = speed-up of the default thread count over one thread (reused output); np MT/1T = the")
+    print("same for NumPy's fill (the memory's limit for more threads writing).")
     head = (
         f"{'format':6} {'weights':>10} {'gguf-py':>7} {'fresh1T':>7} {'freshMT':>7} {'out1T':>7} {'outMT':>7}"
-        f" {'npfresh':>7} {'npfill':>7} | {'x gguf':>7} {'fresh/np':>8} {'out/np':>7} {'MT/1T':>6}"
+        f" {'npfresh':>7} {'npfill':>7} {'npfilMT':>7} | {'x gguf':>7} {'fresh/np':>8} {'out/np':>7}"
+        f" {'MT/1T':>6} {'np MT/1T':>8}"
     )
     print(head)
     print("-" * len(head))
@@ -133,9 +145,10 @@ def print_table(rows: list[Row], threads: int) -> None:
         xg = f"{float(r['gguf']) / float(r['fresh_mt']):7.1f}" if "gguf" in r else "      -"
         print(
             f"{r['format']:6} {r['n']:>10} {gw(r, 'gguf'):>7} {gw(r, 'fresh_1t'):>7} {gw(r, 'fresh_mt'):>7}"
-            f" {gw(r, 'out_1t'):>7} {gw(r, 'out_mt'):>7} {gw(r, 'np_fresh'):>7} {gw(r, 'np_fill'):>7} |"
-            f" {xg} {float(r['fresh_mt']) / float(r['np_fresh']):8.2f}"
+            f" {gw(r, 'out_1t'):>7} {gw(r, 'out_mt'):>7} {gw(r, 'np_fresh'):>7} {gw(r, 'np_fill'):>7}"
+            f" {gw(r, 'np_fill_mt'):>7} | {xg} {float(r['fresh_mt']) / float(r['np_fresh']):8.2f}"
             f" {float(r['out_mt']) / float(r['np_fill']):7.2f} {float(r['out_1t']) / float(r['out_mt']):6.2f}"
+            f" {float(r['np_fill']) / float(r['np_fill_mt']):8.2f}"
         )
 
 
@@ -152,10 +165,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if repeat < 1 or any(s < 1 for s in sizes):
         p.error("--repeat and --sizes must be positive")
     realizar.set_kernel(args.kernel)
-    rows = run(args.formats, sizes, repeat, with_gguf=not args.no_gguf)
     from realizar import _realizar
 
-    print_table(rows, _realizar._num_threads())
+    threads = _realizar._num_threads()
+    rows = run(args.formats, sizes, repeat, with_gguf=not args.no_gguf, threads=threads)
+    print_table(rows, threads)
     return 0
 
 
