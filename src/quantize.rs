@@ -328,9 +328,17 @@ const CHECK_CHUNK: usize = 4096;
 
 type ChunkFn<'a> = dyn Fn(&[f32], &mut [u8], usize) -> Option<(usize, f32)> + Sync + 'a;
 
-/// Runs `f` on `threads` contiguous runs of whole units (rows or blocks); `f` gets the index of
-/// its first value and returns the first non-finite input value it met. Returns the one with the
-/// lowest index (each run stops at its first, so that is the input's first).
+/// Values per piece handed to a thread (whole units: rows or blocks): small enough that two
+/// threads stay balanced when one starts late (a pool thread takes 10-30 us to wake up here, when
+/// one thread quantizes 256 Ki legacy weights in about 80 us), large enough that taking a piece
+/// (one uncontended lock) costs nothing.
+const PIECE_VALUES: usize = 1 << 14;
+
+/// Runs `f` on pieces of whole units (rows or blocks) with `threads` threads: the calling thread
+/// and `threads - 1` pool threads take pieces from one shared list, in order, so a thread that
+/// starts late takes fewer. `f` gets the index of its piece's first value and returns the first
+/// non-finite input value it met; once one is found no new piece is started (every later piece
+/// starts after it). Returns the one with the lowest index, which is the input's first.
 fn split(
     x: &[f32],
     out: &mut [u8],
@@ -344,20 +352,31 @@ fn split(
     if threads == 1 {
         return f(x, out, 0);
     }
-    let per = units.div_ceil(threads);
+    // At least four pieces per thread, at most PIECE_VALUES values (or one unit) each.
+    let per = units.div_ceil(4 * threads).clamp(1, (PIECE_VALUES / unit_values).max(1));
+    let pieces = x.chunks(per * unit_values).zip(out.chunks_mut(per * unit_bytes)).enumerate();
+    let queue = std::sync::Mutex::new(pieces);
+    let stop = std::sync::atomic::AtomicBool::new(false);
     let found = std::sync::Mutex::new(None::<(usize, f32)>);
-    rayon::scope(|s| {
-        for (k, (x, out)) in x.chunks(per * unit_values).zip(out.chunks_mut(per * unit_bytes)).enumerate() {
-            let found = &found;
-            s.spawn(move |_| {
-                if let Some(e) = f(x, out, k * per * unit_values) {
-                    let mut g = found.lock().unwrap_or_else(|p| p.into_inner());
-                    if g.is_none_or(|(i, _)| e.0 < i) {
-                        *g = Some(e);
-                    }
+    let work = || {
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            // The lock is held only to take the next piece, not while encoding it.
+            let next = queue.lock().unwrap_or_else(|p| p.into_inner()).next();
+            let Some((k, (x, out))) = next else { break };
+            if let Some(e) = f(x, out, k * per * unit_values) {
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                let mut g = found.lock().unwrap_or_else(|p| p.into_inner());
+                if g.is_none_or(|(i, _)| e.0 < i) {
+                    *g = Some(e);
                 }
-            });
+            }
         }
+    };
+    rayon::in_place_scope(|s| {
+        for _ in 1..threads {
+            s.spawn(|_| work());
+        }
+        work();
     });
     found.into_inner().unwrap_or_else(|p| p.into_inner())
 }
@@ -460,6 +479,37 @@ mod tests {
                         &a[i * bs..(i + 1) * bs],
                         &b[i * bs..(i + 1) * bs]
                     );
+                }
+            }
+        }
+    }
+
+    /// Blocks whose scale is so small that `1 / d` is infinite (`x * id` is then infinite or, for a
+    /// zero weight, NaN: the AVX2 legacy encoders take their exact path for such groups of 8), or
+    /// so large that `max - min` overflows, next to ordinary blocks.
+    #[test]
+    fn fast_encoders_equal_reference_at_extreme_scales() {
+        let scales = [1e-45f32, 3e-45, 1e-44, 6e-42, 1e-40, 2.9e-39, 5.9e-39, 1.2e-38, 1.0, 1e30, 3e38];
+        let x = nasty(256 * 64, 7);
+        for (i, &s) in scales.iter().enumerate() {
+            for sign in [1.0f32, -1.0] {
+                // Block `k` of each group of 8 gets scale `s` when `k` is in `pattern`.
+                for pattern in [0x01u32, 0x80, 0xff, 0x5a] {
+                    let mut y = x.clone();
+                    for (b, blk) in y.chunks_exact_mut(32).enumerate() {
+                        if pattern & (1 << (b % 8)) != 0 {
+                            for (j, v) in blk.iter_mut().enumerate() {
+                                *v = if (j + b + i) % 9 == 0 { 0.0 } else { sign * s * (*v / 4.0).clamp(-1.0, 1.0) };
+                            }
+                        }
+                    }
+                    for &t in &QuantType::ALL {
+                        let n = encoded_len(t, y.len()).unwrap();
+                        let (mut a, mut b) = (vec![0u8; n], vec![0u8; n]);
+                        encoder(t)(&y, &mut a);
+                        fast_encoder(t)(&y, &mut b);
+                        assert!(a == b, "{t} scale {s} sign {sign} pattern {pattern:#x}");
+                    }
                 }
             }
         }

@@ -420,10 +420,51 @@ pub(crate) mod avx2 {
         put_q4(_mm256_and_si256(b, _mm256_set1_epi8(0x0F)), &mut y[4..20]);
     }
 
+    /// The truncated quants `q` of one legacy block (elements 0..32, i32 lanes) as i16 by signed
+    /// saturation, `(elements 0-3 8-11 | 4-7 12-15, elements 16-19 24-27 | 20-23 28-31)`. The
+    /// 0x80000000 that `cvttps` makes of a NaN or an infinite `x * id` (only with a non-finite input
+    /// or an infinite `id`) stays negative there: it is or-ed into `neg`, and the caller redoes the
+    /// blocks exactly when `neg` has a sign bit. Otherwise every lane is a small non-negative
+    /// integer (below 34: `|x * id|` is at most the format's range), which C's `(int8_t)` keeps.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn quants_i16(q: &[__m256i; 4], neg: &mut __m256i) -> (__m256i, __m256i) {
+        let (a, b) = (_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+        *neg = _mm256_or_si256(*neg, _mm256_or_si256(a, b));
+        (a, b)
+    }
+
+    /// Whether one of the i16 lanes or-ed into `neg` by [`quants_i16`] was negative.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn any_neg_i16(neg: __m256i) -> bool {
+        _mm256_movemask_epi8(neg) as u32 & 0xAAAA_AAAA != 0
+    }
+
+    /// Stores the quants of [`quants_i16`], at most `nmax` each (ggml's `MIN(nmax, q)`), as 4-bit
+    /// (`put_q4`) or 5-bit (`put_q5`) quants: `bits` is 4 or 5.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn put_quants_i16(lo: __m256i, hi: __m256i, nmax: Option<i16>, bits: u32, y: &mut [u8]) {
+        let (lo, hi) = match nmax {
+            Some(n) => (_mm256_min_epi16(lo, _mm256_set1_epi16(n)), _mm256_min_epi16(hi, _mm256_set1_epi16(n))),
+            None => (lo, hi),
+        };
+        let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        if bits == 4 {
+            // Nibble pairs (element j, element j + 16) in i16 lanes, then bytes in order.
+            let c = _mm256_or_si256(lo, _mm256_slli_epi16::<4>(hi));
+            let b = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(c, c), order);
+            _mm_storeu_si128(y[..16].as_mut_ptr() as *mut __m128i, _mm256_castsi256_si128(b));
+        } else {
+            put_q5(_mm256_permutevar8x32_epi32(_mm256_packus_epi16(lo, hi), order), y);
+        }
+    }
+
     /// `quantize_row_q{4,5}_0_ref` of 8 consecutive blocks of `bb` bytes: the signed absolute
     /// maxima of the 8 blocks side by side (lane `k` = block `k`), `d = max / div`, then each
-    /// block's 32 weights side by side, `MIN(nmax, (int8_t)(x * id + offset))`, stored by `put`
-    /// after the fp16 `d`. Returns whether the input may hold a NaN or an infinity.
+    /// block's 32 weights side by side, `MIN(nmax, (int8_t)(x * id + offset))`, stored as `bits`-bit
+    /// quants after the fp16 `d`. Returns whether the input may hold a NaN or an infinity.
     #[inline]
     #[target_feature(enable = "avx2,f16c")]
     pub unsafe fn absmax_blocks8(
@@ -431,17 +472,34 @@ pub(crate) mod avx2 {
         y: &mut [u8],
         bb: usize,
         (div, offset, nmax): (f32, f32, i8),
-        put: impl Fn(__m256i, &mut [u8]),
+        bits: u32,
     ) -> bool {
         let (x, y) = (&x[..8 * 32], &mut y[..8 * bb]);
-        let (max, mut bad) = signed_absmax8(x);
+        let (max, bad) = signed_absmax8(x);
         let d = _mm256_div_ps(max, _mm256_set1_ps(div));
         let id = to_arr(inv_or_zero(d));
         let h = fp16x8(d);
         let c = _mm256_set1_ps(offset);
+        let mut neg = _mm256_setzero_si256();
         for k in 0..8 {
             let (xb, yb) = (&x[32 * k..32 * k + 32], &mut y[bb * k..bb * (k + 1)]);
             yb[0..2].copy_from_slice(&h[k].to_le_bytes());
+            let v = load4(xb);
+            let idv = _mm256_set1_ps(id[k]);
+            let mut q = [_mm256_setzero_si256(); 4];
+            for r in 0..4 {
+                q[r] = _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(v[r], idv), c));
+            }
+            let (lo, hi) = quants_i16(&q, &mut neg);
+            put_quants_i16(lo, hi, Some(nmax as i16), bits, &mut yb[2..]);
+        }
+        if !any_neg_i16(neg) {
+            return _mm256_movemask_ps(bad) != 0;
+        }
+        // A NaN or an infinity somewhere: every lane exactly as C converts it.
+        let mut bad = bad;
+        for k in 0..8 {
+            let (xb, yb) = (&x[32 * k..32 * k + 32], &mut y[bb * k..bb * (k + 1)]);
             let v = load4(xb);
             bad = nan4(bad, &v);
             let idv = _mm256_set1_ps(id[k]);
@@ -450,16 +508,27 @@ pub(crate) mod avx2 {
                 q[r] = _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(v[r], idv), c));
             }
             // MIN(nmax, (int8_t)t) on the low bytes, as signed bytes.
-            put(_mm256_min_epi8(bytes32(&q), _mm256_set1_epi8(nmax)), &mut yb[2..]);
+            put_bytes(_mm256_min_epi8(bytes32(&q), _mm256_set1_epi8(nmax)), bits, &mut yb[2..]);
         }
         _mm256_movemask_ps(bad) != 0
+    }
+
+    /// Stores 32 quants (bytes of `b`) as `bits`-bit quants ([`put_q4`] or [`put_q5`]).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn put_bytes(b: __m256i, bits: u32, y: &mut [u8]) {
+        if bits == 4 {
+            put_q4(b, y)
+        } else {
+            put_q5(b, y)
+        }
     }
 
     /// `quantize_row_q{4,5}_1_ref` of 8 consecutive blocks of `bb` bytes: the minima and maxima of
     /// the 8 blocks side by side, `d = (max - min) / div`, then each block's 32 weights side by
     /// side, `(int8_t)((x - min) * id + 0.5)` capped at `cap` if given (Q4_1's `MIN(15, ..)`; Q5_1
-    /// keeps the low byte), stored by `put` after the fp16 `d` and `min`. Returns whether the input
-    /// may hold a NaN or an infinity.
+    /// keeps the low byte), stored as `bits`-bit quants after the fp16 `d` and `min`. Returns
+    /// whether the input may hold a NaN or an infinity.
     #[inline]
     #[target_feature(enable = "avx2,f16c")]
     pub unsafe fn min_max_blocks8(
@@ -467,28 +536,42 @@ pub(crate) mod avx2 {
         y: &mut [u8],
         bb: usize,
         (div, cap): (f32, Option<i8>),
-        put: impl Fn(__m256i, &mut [u8]),
+        bits: u32,
     ) -> bool {
         let (x, y) = (&x[..8 * 32], &mut y[..8 * bb]);
-        let (min, max, mut bad) = min_max8(x);
+        let (min, max, bad) = min_max8(x);
         let d = _mm256_div_ps(_mm256_sub_ps(max, min), _mm256_set1_ps(div));
         let id = to_arr(inv_or_zero(d));
         let (hd, hm) = (fp16x8(d), fp16x8(min));
         let mins = to_arr(min);
         let c = _mm256_set1_ps(0.5);
-        for k in 0..8 {
-            let (xb, yb) = (&x[32 * k..32 * k + 32], &mut y[bb * k..bb * (k + 1)]);
-            yb[0..2].copy_from_slice(&hd[k].to_le_bytes());
-            yb[2..4].copy_from_slice(&hm[k].to_le_bytes());
+        let quants = |xb: &[f32], k: usize| -> [__m256i; 4] {
             let v = load4(xb);
-            bad = nan4(bad, &v);
             let (idv, minv) = (_mm256_set1_ps(id[k]), _mm256_set1_ps(mins[k]));
             let mut q = [_mm256_setzero_si256(); 4];
             for r in 0..4 {
                 q[r] = _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v[r], minv), idv), c));
             }
-            let b = bytes32(&q);
-            put(cap.map_or(b, |n| _mm256_min_epi8(b, _mm256_set1_epi8(n))), &mut yb[4..]);
+            q
+        };
+        let mut neg = _mm256_setzero_si256();
+        for k in 0..8 {
+            let (xb, yb) = (&x[32 * k..32 * k + 32], &mut y[bb * k..bb * (k + 1)]);
+            yb[0..2].copy_from_slice(&hd[k].to_le_bytes());
+            yb[2..4].copy_from_slice(&hm[k].to_le_bytes());
+            let (lo, hi) = quants_i16(&quants(xb, k), &mut neg);
+            put_quants_i16(lo, hi, cap.map(i16::from), bits, &mut yb[4..]);
+        }
+        if !any_neg_i16(neg) {
+            return _mm256_movemask_ps(bad) != 0;
+        }
+        // A NaN or an infinity somewhere: every lane exactly as C converts it.
+        let mut bad = bad;
+        for k in 0..8 {
+            let (xb, yb) = (&x[32 * k..32 * k + 32], &mut y[bb * k..bb * (k + 1)]);
+            bad = nan4(bad, &load4(xb));
+            let b = bytes32(&quants(xb, k));
+            put_bytes(cap.map_or(b, |n| _mm256_min_epi8(b, _mm256_set1_epi8(n))), bits, &mut yb[4..]);
         }
         _mm256_movemask_ps(bad) != 0
     }
