@@ -441,17 +441,17 @@ pub(crate) mod avx2 {
         _mm256_movemask_epi8(neg) as u32 & 0xAAAA_AAAA != 0
     }
 
-    /// Stores the quants of [`quants_i16`], at most `nmax` each (ggml's `MIN(nmax, q)`), as 4-bit
-    /// (`put_q4`) or 5-bit (`put_q5`) quants: `bits` is 4 or 5.
+    /// Stores the quants of [`quants_i16`], at most `nmax` each (ggml's `MIN(nmax, q)`), as `BITS`-bit
+    /// quants (4: [`put_q4`]'s layout, 5: [`put_q5`]'s).
     #[inline]
     #[target_feature(enable = "avx2")]
-    pub unsafe fn put_quants_i16(lo: __m256i, hi: __m256i, nmax: Option<i16>, bits: u32, y: &mut [u8]) {
+    pub unsafe fn put_quants_i16<const BITS: u32>(lo: __m256i, hi: __m256i, nmax: Option<i16>, y: &mut [u8]) {
         let (lo, hi) = match nmax {
             Some(n) => (_mm256_min_epi16(lo, _mm256_set1_epi16(n)), _mm256_min_epi16(hi, _mm256_set1_epi16(n))),
             None => (lo, hi),
         };
         let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-        if bits == 4 {
+        if BITS == 4 {
             // Nibble pairs (element j, element j + 16) in i16 lanes, then bytes in order.
             let c = _mm256_or_si256(lo, _mm256_slli_epi16::<4>(hi));
             let b = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(c, c), order);
@@ -461,18 +461,28 @@ pub(crate) mod avx2 {
         }
     }
 
+    /// Stores 32 quants (bytes of `b`) as `BITS`-bit quants ([`put_q4`] or [`put_q5`]).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn put_bytes<const BITS: u32>(b: __m256i, y: &mut [u8]) {
+        if BITS == 4 {
+            put_q4(b, y)
+        } else {
+            put_q5(b, y)
+        }
+    }
+
     /// `quantize_row_q{4,5}_0_ref` of 8 consecutive blocks of `bb` bytes: the signed absolute
     /// maxima of the 8 blocks side by side (lane `k` = block `k`), `d = max / div`, then each
-    /// block's 32 weights side by side, `MIN(nmax, (int8_t)(x * id + offset))`, stored as `bits`-bit
+    /// block's 32 weights side by side, `MIN(nmax, (int8_t)(x * id + offset))`, stored as `BITS`-bit
     /// quants after the fp16 `d`. Returns whether the input may hold a NaN or an infinity.
     #[inline]
     #[target_feature(enable = "avx2,f16c")]
-    pub unsafe fn absmax_blocks8(
+    pub unsafe fn absmax_blocks8<const BITS: u32>(
         x: &[f32],
         y: &mut [u8],
         bb: usize,
         (div, offset, nmax): (f32, f32, i8),
-        bits: u32,
     ) -> bool {
         let (x, y) = (&x[..8 * 32], &mut y[..8 * bb]);
         let (max, bad) = signed_absmax8(x);
@@ -491,13 +501,28 @@ pub(crate) mod avx2 {
                 q[r] = _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(v[r], idv), c));
             }
             let (lo, hi) = quants_i16(&q, &mut neg);
-            put_quants_i16(lo, hi, Some(nmax as i16), bits, &mut yb[2..]);
+            put_quants_i16::<BITS>(lo, hi, Some(nmax as i16), &mut yb[2..]);
         }
-        if !any_neg_i16(neg) {
-            return _mm256_movemask_ps(bad) != 0;
+        if any_neg_i16(neg) {
+            return absmax_exact8::<BITS>(x, y, bb, &id, (offset, nmax), bad);
         }
-        // A NaN or an infinity somewhere: every lane exactly as C converts it.
-        let mut bad = bad;
+        _mm256_movemask_ps(bad) != 0
+    }
+
+    /// The per-weight part of [`absmax_blocks8`] with every lane exactly as C converts it, for a
+    /// group of 8 blocks that holds a NaN or an infinity (or whose `id` is infinite).
+    #[cold]
+    #[inline(never)]
+    #[target_feature(enable = "avx2,f16c")]
+    unsafe fn absmax_exact8<const BITS: u32>(
+        x: &[f32],
+        y: &mut [u8],
+        bb: usize,
+        id: &[f32; 8],
+        (offset, nmax): (f32, i8),
+        mut bad: __m256,
+    ) -> bool {
+        let c = _mm256_set1_ps(offset);
         for k in 0..8 {
             let (xb, yb) = (&x[32 * k..32 * k + 32], &mut y[bb * k..bb * (k + 1)]);
             let v = load4(xb);
@@ -508,35 +533,23 @@ pub(crate) mod avx2 {
                 q[r] = _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(v[r], idv), c));
             }
             // MIN(nmax, (int8_t)t) on the low bytes, as signed bytes.
-            put_bytes(_mm256_min_epi8(bytes32(&q), _mm256_set1_epi8(nmax)), bits, &mut yb[2..]);
+            put_bytes::<BITS>(_mm256_min_epi8(bytes32(&q), _mm256_set1_epi8(nmax)), &mut yb[2..]);
         }
         _mm256_movemask_ps(bad) != 0
-    }
-
-    /// Stores 32 quants (bytes of `b`) as `bits`-bit quants ([`put_q4`] or [`put_q5`]).
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    pub unsafe fn put_bytes(b: __m256i, bits: u32, y: &mut [u8]) {
-        if bits == 4 {
-            put_q4(b, y)
-        } else {
-            put_q5(b, y)
-        }
     }
 
     /// `quantize_row_q{4,5}_1_ref` of 8 consecutive blocks of `bb` bytes: the minima and maxima of
     /// the 8 blocks side by side, `d = (max - min) / div`, then each block's 32 weights side by
     /// side, `(int8_t)((x - min) * id + 0.5)` capped at `cap` if given (Q4_1's `MIN(15, ..)`; Q5_1
-    /// keeps the low byte), stored as `bits`-bit quants after the fp16 `d` and `min`. Returns
+    /// keeps the low byte), stored as `BITS`-bit quants after the fp16 `d` and `min`. Returns
     /// whether the input may hold a NaN or an infinity.
     #[inline]
     #[target_feature(enable = "avx2,f16c")]
-    pub unsafe fn min_max_blocks8(
+    pub unsafe fn min_max_blocks8<const BITS: u32>(
         x: &[f32],
         y: &mut [u8],
         bb: usize,
         (div, cap): (f32, Option<i8>),
-        bits: u32,
     ) -> bool {
         let (x, y) = (&x[..8 * 32], &mut y[..8 * bb]);
         let (min, max, bad) = min_max8(x);
@@ -544,34 +557,51 @@ pub(crate) mod avx2 {
         let id = to_arr(inv_or_zero(d));
         let (hd, hm) = (fp16x8(d), fp16x8(min));
         let mins = to_arr(min);
-        let c = _mm256_set1_ps(0.5);
-        let quants = |xb: &[f32], k: usize| -> [__m256i; 4] {
-            let v = load4(xb);
-            let (idv, minv) = (_mm256_set1_ps(id[k]), _mm256_set1_ps(mins[k]));
-            let mut q = [_mm256_setzero_si256(); 4];
-            for r in 0..4 {
-                q[r] = _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v[r], minv), idv), c));
-            }
-            q
-        };
         let mut neg = _mm256_setzero_si256();
         for k in 0..8 {
             let (xb, yb) = (&x[32 * k..32 * k + 32], &mut y[bb * k..bb * (k + 1)]);
             yb[0..2].copy_from_slice(&hd[k].to_le_bytes());
             yb[2..4].copy_from_slice(&hm[k].to_le_bytes());
-            let (lo, hi) = quants_i16(&quants(xb, k), &mut neg);
-            put_quants_i16(lo, hi, cap.map(i16::from), bits, &mut yb[4..]);
+            let (lo, hi) = quants_i16(&min_quants(xb, id[k], mins[k]), &mut neg);
+            put_quants_i16::<BITS>(lo, hi, cap.map(i16::from), &mut yb[4..]);
         }
-        if !any_neg_i16(neg) {
-            return _mm256_movemask_ps(bad) != 0;
+        if any_neg_i16(neg) {
+            return min_max_exact8::<BITS>(x, y, bb, (&id, &mins), cap, bad);
         }
-        // A NaN or an infinity somewhere: every lane exactly as C converts it.
-        let mut bad = bad;
+        _mm256_movemask_ps(bad) != 0
+    }
+
+    /// `(x - min) * id + 0.5` of one legacy block, truncated (`cvttps`).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn min_quants(xb: &[f32], id: f32, min: f32) -> [__m256i; 4] {
+        let v = load4(xb);
+        let (idv, minv, c) = (_mm256_set1_ps(id), _mm256_set1_ps(min), _mm256_set1_ps(0.5));
+        let mut q = [_mm256_setzero_si256(); 4];
+        for r in 0..4 {
+            q[r] = _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v[r], minv), idv), c));
+        }
+        q
+    }
+
+    /// The per-weight part of [`min_max_blocks8`] with every lane exactly as C converts it, for a
+    /// group of 8 blocks that holds a NaN or an infinity (or whose `id` is infinite).
+    #[cold]
+    #[inline(never)]
+    #[target_feature(enable = "avx2,f16c")]
+    unsafe fn min_max_exact8<const BITS: u32>(
+        x: &[f32],
+        y: &mut [u8],
+        bb: usize,
+        (id, mins): (&[f32; 8], &[f32; 8]),
+        cap: Option<i8>,
+        mut bad: __m256,
+    ) -> bool {
         for k in 0..8 {
             let (xb, yb) = (&x[32 * k..32 * k + 32], &mut y[bb * k..bb * (k + 1)]);
             bad = nan4(bad, &load4(xb));
-            let b = bytes32(&quants(xb, k));
-            put_bytes(cap.map_or(b, |n| _mm256_min_epi8(b, _mm256_set1_epi8(n))), bits, &mut yb[4..]);
+            let b = bytes32(&min_quants(xb, id[k], mins[k]));
+            put_bytes::<BITS>(cap.map_or(b, |n| _mm256_min_epi8(b, _mm256_set1_epi8(n))), &mut yb[4..]);
         }
         _mm256_movemask_ps(bad) != 0
     }
