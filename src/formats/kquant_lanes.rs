@@ -258,8 +258,7 @@ pub(crate) mod avx2 {
     /// Per legacy block `k` of `x[32 * k..32 * k + 32]` (8 blocks), lane `k` of (maximum, minimum),
     /// and lanes that are true where block `k` holds an infinity, provided it holds no NaN (the
     /// caller screens for NaN with [`nan4`]). The sign of a zero result is unspecified.
-    #[inline]
-    #[target_feature(enable = "avx2")]
+    #[inline(always)]
     pub unsafe fn block_max_min8(x: &[f32]) -> (__m256, __m256, __m256) {
         let x = &x[..256];
         let (mut mx, mut mn) = ([_mm256_setzero_ps(); 8], [_mm256_setzero_ps(); 8]);
@@ -280,8 +279,7 @@ pub(crate) mod avx2 {
 
     /// [`signed_absmax`] of 8 consecutive legacy blocks (lane `k` = block `k`), and the infinity
     /// screen of [`block_max_min8`].
-    #[inline]
-    #[target_feature(enable = "avx2")]
+    #[inline(always)]
     pub unsafe fn signed_absmax8(x: &[f32]) -> (__m256, __m256) {
         let (mx, mn, bad) = block_max_min8(x);
         let sign = _mm256_set1_ps(-0.0);
@@ -296,6 +294,14 @@ pub(crate) mod avx2 {
         if tie == 0 {
             return (m, bad);
         }
+        (signed_absmax_ties(x, m, tie), bad)
+    }
+
+    /// `m` with lane `k` replaced by [`signed_absmax`] of block `k` where bit `k` of `tie` is set.
+    #[cold]
+    #[inline(never)]
+    #[target_feature(enable = "avx2")]
+    unsafe fn signed_absmax_ties(x: &[f32], m: __m256, tie: i32) -> __m256 {
         let mut a = to_arr(m);
         for k in 0..8 {
             if tie & (1 << k) != 0 {
@@ -303,13 +309,12 @@ pub(crate) mod avx2 {
                 a[k] = signed_absmax(xb, &load4(xb));
             }
         }
-        (_mm256_loadu_ps(a.as_ptr()), bad)
+        _mm256_loadu_ps(a.as_ptr())
     }
 
     /// [`min_max`] of 8 consecutive legacy blocks (lane `k` = block `k`): (min, max, the infinity
     /// screen of [`block_max_min8`]).
-    #[inline]
-    #[target_feature(enable = "avx2")]
+    #[inline(always)]
     pub unsafe fn min_max8(x: &[f32]) -> (__m256, __m256, __m256) {
         let (mx, mn, bad) = block_max_min8(x);
         let z = _mm256_setzero_ps();
@@ -319,6 +324,15 @@ pub(crate) mod avx2 {
         if zero == 0 {
             return (mn, mx, bad);
         }
+        let (mn, mx) = min_max_zeros(x, mn, mx, zero);
+        (mn, mx, bad)
+    }
+
+    /// `(mn, mx)` with lane `k` replaced by [`min_max`] of block `k` where bit `k` of `zero` is set.
+    #[cold]
+    #[inline(never)]
+    #[target_feature(enable = "avx2")]
+    unsafe fn min_max_zeros(x: &[f32], mn: __m256, mx: __m256, zero: i32) -> (__m256, __m256) {
         let (mut a, mut b) = (to_arr(mn), to_arr(mx));
         for k in 0..8 {
             if zero & (1 << k) != 0 {
@@ -326,7 +340,21 @@ pub(crate) mod avx2 {
                 (a[k], b[k]) = min_max(xb, &load4(xb));
             }
         }
-        (_mm256_loadu_ps(a.as_ptr()), _mm256_loadu_ps(b.as_ptr()), bad)
+        (_mm256_loadu_ps(a.as_ptr()), _mm256_loadu_ps(b.as_ptr()))
+    }
+
+    /// `x` itself, but the compiler no longer knows that: loads through the result are not merged
+    /// with earlier loads of the same values. The 8-block encoders read each block twice (the
+    /// reductions, then the weights); merged, the first loads' 32 registers would be kept alive and
+    /// spilled to the stack (32 extra stores per 8 blocks) instead of re-read from L1.
+    #[inline(always)]
+    #[allow(clippy::pointers_in_nomem_asm_block)] // the asm neither reads nor writes through `p`
+    pub fn opaque(x: &[f32]) -> &[f32] {
+        let mut p = x.as_ptr();
+        // SAFETY: an empty asm block that only "modifies" the register holding `p`.
+        unsafe { std::arch::asm!("/* {0} */", inout(reg) p, options(pure, nomem, nostack, preserves_flags)) };
+        // SAFETY: `p` is `x.as_ptr()` unchanged.
+        unsafe { std::slice::from_raw_parts(p, x.len()) }
     }
 
     /// The driver of the legacy encoders: `blocks8` over each run of 8 whole blocks of `bw` weights
@@ -491,8 +519,9 @@ pub(crate) mod avx2 {
         let h = fp16x8(d);
         let c = _mm256_set1_ps(offset);
         let mut neg = _mm256_setzero_si256();
+        let xo = opaque(x);
         for k in 0..8 {
-            let (xb, yb) = (&x[32 * k..32 * k + 32], &mut y[bb * k..bb * (k + 1)]);
+            let (xb, yb) = (&xo[32 * k..32 * k + 32], &mut y[bb * k..bb * (k + 1)]);
             yb[0..2].copy_from_slice(&h[k].to_le_bytes());
             let v = load4(xb);
             let idv = _mm256_set1_ps(id[k]);
@@ -558,8 +587,9 @@ pub(crate) mod avx2 {
         let (hd, hm) = (fp16x8(d), fp16x8(min));
         let mins = to_arr(min);
         let mut neg = _mm256_setzero_si256();
+        let xo = opaque(x);
         for k in 0..8 {
-            let (xb, yb) = (&x[32 * k..32 * k + 32], &mut y[bb * k..bb * (k + 1)]);
+            let (xb, yb) = (&xo[32 * k..32 * k + 32], &mut y[bb * k..bb * (k + 1)]);
             yb[0..2].copy_from_slice(&hd[k].to_le_bytes());
             yb[2..4].copy_from_slice(&hm[k].to_le_bytes());
             let (lo, hi) = quants_i16(&min_quants(xb, id[k], mins[k]), &mut neg);
