@@ -515,6 +515,41 @@ mod tests {
         }
     }
 
+    /// Blocks of one sign only (positive, negative, zeros of either sign, mixes of zeros and one
+    /// sign) next to ordinary blocks: the AVX2 legacy encoders find the blocks' extremes on the
+    /// float bits only for groups of 8 where every block holds both signs.
+    #[test]
+    fn fast_encoders_equal_reference_on_one_signed_blocks() {
+        let x = nasty(256 * 64, 11);
+        let kinds: [fn(f32, usize) -> f32; 6] = [
+            |v, _| v.abs(),
+            |v, _| -v.abs(),
+            |_, _| 0.0,
+            |_, _| -0.0,
+            |v, j| if j % 3 == 0 { -0.0 } else { v.abs() },
+            |v, j| if j % 5 == 1 { 0.0 } else { -v.abs() },
+        ];
+        for (ki, kind) in kinds.iter().enumerate() {
+            for pattern in [0x01u32, 0x10, 0xff, 0x5a] {
+                let mut y = x.clone();
+                for (b, blk) in y.chunks_exact_mut(32).enumerate() {
+                    if pattern & (1 << (b % 8)) != 0 {
+                        for (j, v) in blk.iter_mut().enumerate() {
+                            *v = kind(*v, j);
+                        }
+                    }
+                }
+                for &t in &QuantType::ALL {
+                    let n = encoded_len(t, y.len()).unwrap();
+                    let (mut a, mut b) = (vec![0u8; n], vec![0u8; n]);
+                    encoder(t)(&y, &mut a);
+                    fast_encoder(t)(&y, &mut b);
+                    assert!(a == b, "{t} kind {ki} pattern {pattern:#x}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn fast_imatrix_encoders_equal_reference() {
         for seed in 1..4u64 {

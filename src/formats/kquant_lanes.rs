@@ -281,7 +281,10 @@ pub(crate) mod avx2 {
     /// screen of [`block_max_min8`].
     #[inline(always)]
     pub unsafe fn signed_absmax8(x: &[f32]) -> (__m256, __m256) {
-        let (mx, mn, bad) = block_max_min8(x);
+        let (mx, mn, bad) = match block_max_min8_bits(x) {
+            Some(r) => r,
+            None => block_max_min8_cold(x),
+        };
         let sign = _mm256_set1_ps(-0.0);
         let amax = _mm256_max_ps(mx, _mm256_xor_ps(mn, sign));
         let pos = _mm256_cmp_ps::<_CMP_EQ_OQ>(mx, amax);
@@ -316,7 +319,10 @@ pub(crate) mod avx2 {
     /// screen of [`block_max_min8`]).
     #[inline(always)]
     pub unsafe fn min_max8(x: &[f32]) -> (__m256, __m256, __m256) {
-        let (mx, mn, bad) = block_max_min8(x);
+        let (mx, mn, bad) = match block_max_min8_bits(x) {
+            Some(r) => r,
+            None => block_max_min8_cold(x),
+        };
         let z = _mm256_setzero_ps();
         // A zero min or max carries the sign of the block's first zero: the scalar search finds it.
         let zero =
@@ -326,6 +332,62 @@ pub(crate) mod avx2 {
         }
         let (mn, mx) = min_max_zeros(x, mn, mx, zero);
         (mn, mx, bad)
+    }
+
+    /// [`block_max_min8`] out of line, for the rare groups [`block_max_min8_bits`] does not take.
+    #[cold]
+    #[inline(never)]
+    #[target_feature(enable = "avx2")]
+    unsafe fn block_max_min8_cold(x: &[f32]) -> (__m256, __m256, __m256) {
+        block_max_min8(x)
+    }
+
+    /// Lane `k` of the result is the maximum of the 8 i32 (or, `UNSIGNED`, u32) lanes of `v[k]`.
+    #[inline(always)]
+    unsafe fn reduce8_bits<const UNSIGNED: bool>(v: &[__m256i; 8]) -> __m256i {
+        let op = |a, b| if UNSIGNED { _mm256_max_epu32(a, b) } else { _mm256_max_epi32(a, b) };
+        let mut t = [_mm256_setzero_si256(); 4];
+        for p in 0..4 {
+            let (a, b) = (v[2 * p], v[2 * p + 1]);
+            t[p] = op(_mm256_unpacklo_epi32(a, b), _mm256_unpackhi_epi32(a, b));
+        }
+        let u0 = op(_mm256_unpacklo_epi64(t[0], t[1]), _mm256_unpackhi_epi64(t[0], t[1]));
+        let u1 = op(_mm256_unpacklo_epi64(t[2], t[3]), _mm256_unpackhi_epi64(t[2], t[3]));
+        op(_mm256_permute2x128_si256::<0x20>(u0, u1), _mm256_permute2x128_si256::<0x31>(u0, u1))
+    }
+
+    /// [`block_max_min8`] on the float bits with integer maxima, which leaves the float
+    /// add/compare pipes to the per-weight pass: the largest bits as i32 are the largest value with
+    /// a clear sign bit, which is the block's maximum when the block holds one; the largest bits as
+    /// u32 are the most negative value, the block's minimum when the block holds a value with the
+    /// sign bit set. `None` when some block lacks either (all of one sign: the caller takes
+    /// [`block_max_min8`]). A NaN may come out as the maximum or minimum (the caller screens for NaN).
+    #[inline(always)]
+    pub unsafe fn block_max_min8_bits(x: &[f32]) -> Option<(__m256, __m256, __m256)> {
+        let x = &x[..256];
+        let (mut s, mut u) = ([_mm256_setzero_si256(); 8], [_mm256_setzero_si256(); 8]);
+        for k in 0..8 {
+            let p = x[32 * k..32 * k + 32].as_ptr() as *const __m256i;
+            let v = [
+                _mm256_loadu_si256(p),
+                _mm256_loadu_si256(p.add(1)),
+                _mm256_loadu_si256(p.add(2)),
+                _mm256_loadu_si256(p.add(3)),
+            ];
+            s[k] = _mm256_max_epi32(_mm256_max_epi32(v[0], v[1]), _mm256_max_epi32(v[2], v[3]));
+            u[k] = _mm256_max_epu32(_mm256_max_epu32(v[0], v[1]), _mm256_max_epu32(v[2], v[3]));
+        }
+        let (mx, mn) = (reduce8_bits::<false>(&s), reduce8_bits::<true>(&u));
+        // Every block must hold a value with the sign bit clear (mx's sign clear) and one with it
+        // set (mn's sign set).
+        if _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_andnot_si256(mx, mn))) != 0xFF {
+            return None;
+        }
+        let bad = _mm256_or_si256(
+            _mm256_cmpeq_epi32(mx, _mm256_set1_epi32(0x7f80_0000)),
+            _mm256_cmpeq_epi32(mn, _mm256_set1_epi32(0xff80_0000u32 as i32)),
+        );
+        Some((_mm256_castsi256_ps(mx), _mm256_castsi256_ps(mn), _mm256_castsi256_ps(bad)))
     }
 
     /// `(mn, mx)` with lane `k` replaced by [`min_max`] of block `k` where bit `k` of `zero` is set.
@@ -489,6 +551,34 @@ pub(crate) mod avx2 {
         }
     }
 
+    /// [`put_quants_i16`] of two blocks `a` and `b`; 4-bit quants of both are packed and ordered at
+    /// once.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn put_quants_i16_pair<const BITS: u32>(
+        a: (__m256i, __m256i),
+        b: (__m256i, __m256i),
+        nmax: Option<i16>,
+        ya: &mut [u8],
+        yb: &mut [u8],
+    ) {
+        if BITS != 4 {
+            put_quants_i16::<BITS>(a.0, a.1, nmax, ya);
+            put_quants_i16::<BITS>(b.0, b.1, nmax, yb);
+            return;
+        }
+        let clamp = |v| match nmax {
+            Some(n) => _mm256_min_epi16(v, _mm256_set1_epi16(n)),
+            None => v,
+        };
+        // Nibble pairs (element j, element j + 16) in i16 lanes; bytes of a's lanes then b's.
+        let ca = _mm256_or_si256(clamp(a.0), _mm256_slli_epi16::<4>(clamp(a.1)));
+        let cb = _mm256_or_si256(clamp(b.0), _mm256_slli_epi16::<4>(clamp(b.1)));
+        let p = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(ca, cb), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm_storeu_si128(ya[..16].as_mut_ptr() as *mut __m128i, _mm256_castsi256_si128(p));
+        _mm_storeu_si128(yb[..16].as_mut_ptr() as *mut __m128i, _mm256_extracti128_si256::<1>(p));
+    }
+
     /// Stores 32 quants (bytes of `b`) as `BITS`-bit quants ([`put_q4`] or [`put_q5`]).
     #[inline]
     #[target_feature(enable = "avx2")]
@@ -520,17 +610,21 @@ pub(crate) mod avx2 {
         let c = _mm256_set1_ps(offset);
         let mut neg = _mm256_setzero_si256();
         let xo = opaque(x);
-        for k in 0..8 {
-            let (xb, yb) = (&xo[32 * k..32 * k + 32], &mut y[bb * k..bb * (k + 1)]);
-            yb[0..2].copy_from_slice(&h[k].to_le_bytes());
-            let v = load4(xb);
+        let quants = |k: usize, neg: &mut __m256i| {
+            let v = load4(&xo[32 * k..32 * k + 32]);
             let idv = _mm256_set1_ps(id[k]);
             let mut q = [_mm256_setzero_si256(); 4];
             for r in 0..4 {
                 q[r] = _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(v[r], idv), c));
             }
-            let (lo, hi) = quants_i16(&q, &mut neg);
-            put_quants_i16::<BITS>(lo, hi, Some(nmax as i16), &mut yb[2..]);
+            quants_i16(&q, neg)
+        };
+        for k in (0..8).step_by(2) {
+            let (ya, yb) = y[bb * k..bb * (k + 2)].split_at_mut(bb);
+            ya[0..2].copy_from_slice(&h[k].to_le_bytes());
+            yb[0..2].copy_from_slice(&h[k + 1].to_le_bytes());
+            let (a, b) = (quants(k, &mut neg), quants(k + 1, &mut neg));
+            put_quants_i16_pair::<BITS>(a, b, Some(nmax as i16), &mut ya[2..], &mut yb[2..]);
         }
         if any_neg_i16(neg) {
             return absmax_exact8::<BITS>(x, y, bb, &id, (offset, nmax), bad);
@@ -588,12 +682,15 @@ pub(crate) mod avx2 {
         let mins = to_arr(min);
         let mut neg = _mm256_setzero_si256();
         let xo = opaque(x);
-        for k in 0..8 {
-            let (xb, yb) = (&xo[32 * k..32 * k + 32], &mut y[bb * k..bb * (k + 1)]);
-            yb[0..2].copy_from_slice(&hd[k].to_le_bytes());
-            yb[2..4].copy_from_slice(&hm[k].to_le_bytes());
-            let (lo, hi) = quants_i16(&min_quants(xb, id[k], mins[k]), &mut neg);
-            put_quants_i16::<BITS>(lo, hi, cap.map(i16::from), &mut yb[4..]);
+        for k in (0..8).step_by(2) {
+            let (ya, yb) = y[bb * k..bb * (k + 2)].split_at_mut(bb);
+            ya[0..2].copy_from_slice(&hd[k].to_le_bytes());
+            ya[2..4].copy_from_slice(&hm[k].to_le_bytes());
+            yb[0..2].copy_from_slice(&hd[k + 1].to_le_bytes());
+            yb[2..4].copy_from_slice(&hm[k + 1].to_le_bytes());
+            let a = quants_i16(&min_quants(&xo[32 * k..32 * k + 32], id[k], mins[k]), &mut neg);
+            let b = quants_i16(&min_quants(&xo[32 * k + 32..32 * k + 64], id[k + 1], mins[k + 1]), &mut neg);
+            put_quants_i16_pair::<BITS>(a, b, cap.map(i16::from), &mut ya[4..], &mut yb[4..]);
         }
         if any_neg_i16(neg) {
             return min_max_exact8::<BITS>(x, y, bb, (&id, &mins), cap, bad);
