@@ -293,7 +293,10 @@ pub fn quantize_rows_into_with(x: &[f32], qtype: QuantType, out: &mut [u8], opts
             let enc = fast_encoder(qtype);
             let screened = screened_encoder(qtype);
             let ts = qtype.type_size();
-            let blocks_per_chunk = (CHECK_CHUNK / bs).max(1);
+            // The screened encoders check as they go; a chunk is re-read only when it may hold a
+            // non-finite value, so their chunks can be larger (fewer calls).
+            let chunk = if screened.is_some() { SCREENED_CHUNK } else { CHECK_CHUNK };
+            let blocks_per_chunk = (chunk / bs).max(1);
             let run = |x: &[f32], out: &mut [u8], base: usize| -> Option<(usize, f32)> {
                 for (ci, (xc, oc)) in
                     x.chunks(blocks_per_chunk * bs).zip(out.chunks_mut(blocks_per_chunk * ts)).enumerate()
@@ -325,6 +328,9 @@ pub fn quantize_rows_into_with(x: &[f32], qtype: QuantType, out: &mut [u8], opts
 
 /// Values checked for finiteness, then encoded, at a time (fits in L1/L2 cache).
 const CHECK_CHUNK: usize = 4096;
+
+/// Values encoded per call of a [`ScreenedEncodeFn`] (64 KiB of input, in L2 cache).
+const SCREENED_CHUNK: usize = 16384;
 
 type ChunkFn<'a> = dyn Fn(&[f32], &mut [u8], usize) -> Option<(usize, f32)> + Sync + 'a;
 
