@@ -556,6 +556,49 @@ mod tests {
         }
     }
 
+    /// Every encoder writes every output byte and reads none: the Python binding hands them
+    /// uninitialised memory.
+    #[test]
+    fn encoders_write_every_byte() {
+        let x = nasty(256 * 24, 5);
+        let qw: Vec<f32> = nasty(768, 9).iter().map(|v| v.abs()).collect();
+        for &t in &QuantType::ALL {
+            let n = encoded_len(t, x.len()).unwrap();
+            let mut outs = Vec::new();
+            for fill in [0x00u8, 0xFF, 0x5A] {
+                for imatrix in [None, Some(qw.as_slice())] {
+                    for threads in [1, 2] {
+                        let mut o = vec![fill; n];
+                        let opts = QuantizeOptions { n_per_row: Some(768), imatrix, threads };
+                        quantize_rows_into_with(&x, t, &mut o, opts).unwrap();
+                        outs.push((imatrix.is_some(), o));
+                    }
+                }
+                let (mut a, mut b) = (vec![fill; n], vec![fill; n]);
+                encoder(t)(&x, &mut a);
+                fast_encoder(t)(&x, &mut b);
+                outs.push((false, a));
+                outs.push((false, b));
+                if let (Some(slow), Some(fast)) = (imatrix_encoder(t), fast_imatrix_encoder(t)) {
+                    let (mut a, mut b) = (vec![fill; n], vec![fill; n]);
+                    for ((row, ya), yb) in
+                        x.chunks_exact(768).zip(a.chunks_exact_mut(n / 8)).zip(b.chunks_exact_mut(n / 8))
+                    {
+                        slow(row, &qw, ya);
+                        fast(row, &qw, yb);
+                    }
+                    outs.push((true, a));
+                    outs.push((true, b));
+                }
+            }
+            let plain = &outs.iter().find(|(im, _)| !im).unwrap().1;
+            let weighted = &outs.iter().find(|(im, _)| *im).unwrap().1;
+            for (im, o) in &outs {
+                assert!(o == if *im { weighted } else { plain }, "{t} imatrix {im}");
+            }
+        }
+    }
+
     #[test]
     fn fast_imatrix_encoders_equal_reference() {
         for seed in 1..4u64 {
