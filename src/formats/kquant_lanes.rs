@@ -277,13 +277,17 @@ pub(crate) mod avx2 {
         (mx, mn, bad)
     }
 
-    /// [`signed_absmax`] of 8 consecutive legacy blocks (lane `k` = block `k`), and the infinity
-    /// screen of [`block_max_min8`].
+    /// [`signed_absmax`] of 8 consecutive legacy blocks (lane `k` = block `k`), the non-finite
+    /// screen of [`block_max_min8_bits`] or [`block_max_min8`], and whether it was the former (exact,
+    /// NaN included).
     #[inline(always)]
-    pub unsafe fn signed_absmax8(x: &[f32]) -> (__m256, __m256) {
-        let (mx, mn, bad) = match block_max_min8_bits(x) {
-            Some(r) => r,
-            None => block_max_min8_cold(x),
+    pub unsafe fn signed_absmax8(x: &[f32]) -> (__m256, __m256, bool) {
+        let (mx, mn, bad, exact) = match block_max_min8_bits(x) {
+            Some((a, b, c)) => (a, b, c, true),
+            None => {
+                let (a, b, c) = block_max_min8_cold(x);
+                (a, b, c, false)
+            }
         };
         let sign = _mm256_set1_ps(-0.0);
         let amax = _mm256_max_ps(mx, _mm256_xor_ps(mn, sign));
@@ -295,9 +299,9 @@ pub(crate) mod avx2 {
         // Both +amax and -amax occur: the first one wins, found as the scalar loop does.
         let tie = _mm256_movemask_ps(_mm256_andnot_ps(zero, _mm256_and_ps(pos, neg)));
         if tie == 0 {
-            return (m, bad);
+            return (m, bad, exact);
         }
-        (signed_absmax_ties(x, m, tie), bad)
+        (signed_absmax_ties(x, m, tie), bad, exact)
     }
 
     /// `m` with lane `k` replaced by [`signed_absmax`] of block `k` where bit `k` of `tie` is set.
@@ -315,23 +319,26 @@ pub(crate) mod avx2 {
         _mm256_loadu_ps(a.as_ptr())
     }
 
-    /// [`min_max`] of 8 consecutive legacy blocks (lane `k` = block `k`): (min, max, the infinity
-    /// screen of [`block_max_min8`]).
+    /// [`min_max`] of 8 consecutive legacy blocks (lane `k` = block `k`): (min, max, the screen and
+    /// its exactness as in [`signed_absmax8`]).
     #[inline(always)]
-    pub unsafe fn min_max8(x: &[f32]) -> (__m256, __m256, __m256) {
-        let (mx, mn, bad) = match block_max_min8_bits(x) {
-            Some(r) => r,
-            None => block_max_min8_cold(x),
+    pub unsafe fn min_max8(x: &[f32]) -> (__m256, __m256, __m256, bool) {
+        let (mx, mn, bad, exact) = match block_max_min8_bits(x) {
+            Some((a, b, c)) => (a, b, c, true),
+            None => {
+                let (a, b, c) = block_max_min8_cold(x);
+                (a, b, c, false)
+            }
         };
         let z = _mm256_setzero_ps();
         // A zero min or max carries the sign of the block's first zero: the scalar search finds it.
         let zero =
             _mm256_movemask_ps(_mm256_or_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(mx, z), _mm256_cmp_ps::<_CMP_EQ_OQ>(mn, z)));
         if zero == 0 {
-            return (mn, mx, bad);
+            return (mn, mx, bad, exact);
         }
         let (mn, mx) = min_max_zeros(x, mn, mx, zero);
-        (mn, mx, bad)
+        (mn, mx, bad, exact)
     }
 
     /// [`block_max_min8`] out of line, for the rare groups [`block_max_min8_bits`] does not take.
@@ -361,7 +368,8 @@ pub(crate) mod avx2 {
     /// a clear sign bit, which is the block's maximum when the block holds one; the largest bits as
     /// u32 are the most negative value, the block's minimum when the block holds a value with the
     /// sign bit set. `None` when some block lacks either (all of one sign: the caller takes
-    /// [`block_max_min8`]). A NaN may come out as the maximum or minimum (the caller screens for NaN).
+    /// [`block_max_min8`]). Unlike [`block_max_min8`]'s, the screen is exact: true in the lanes of
+    /// the blocks that hold a NaN or an infinity (either then comes out as the maximum or minimum).
     #[inline(always)]
     pub unsafe fn block_max_min8_bits(x: &[f32]) -> Option<(__m256, __m256, __m256)> {
         let x = &x[..256];
@@ -383,9 +391,11 @@ pub(crate) mod avx2 {
         if _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_andnot_si256(mx, mn))) != 0xFF {
             return None;
         }
+        // Every NaN and infinity: bits above the largest finite value's, with either sign.
+        let ninf = _mm256_set1_epi32(0xff80_0000u32 as i32);
         let bad = _mm256_or_si256(
-            _mm256_cmpeq_epi32(mx, _mm256_set1_epi32(0x7f80_0000)),
-            _mm256_cmpeq_epi32(mn, _mm256_set1_epi32(0xff80_0000u32 as i32)),
+            _mm256_cmpgt_epi32(mx, _mm256_set1_epi32(0x7f7f_ffff)),
+            _mm256_cmpeq_epi32(_mm256_max_epu32(mn, ninf), mn),
         );
         Some((_mm256_castsi256_ps(mx), _mm256_castsi256_ps(mn), _mm256_castsi256_ps(bad)))
     }
@@ -603,33 +613,42 @@ pub(crate) mod avx2 {
         (div, offset, nmax): (f32, f32, i8),
     ) -> bool {
         let (x, y) = (&x[..8 * 32], &mut y[..8 * bb]);
-        let (max, bad) = signed_absmax8(x);
+        let (max, bad, exact) = signed_absmax8(x);
         let d = _mm256_div_ps(max, _mm256_set1_ps(div));
         let id = to_arr(inv_or_zero(d));
         let h = fp16x8(d);
-        let c = _mm256_set1_ps(offset);
-        let mut neg = _mm256_setzero_si256();
         let xo = opaque(x);
-        let quants = |k: usize, neg: &mut __m256i| {
-            let v = load4(&xo[32 * k..32 * k + 32]);
-            let idv = _mm256_set1_ps(id[k]);
-            let mut q = [_mm256_setzero_si256(); 4];
-            for r in 0..4 {
-                q[r] = _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(v[r], idv), c));
-            }
-            quants_i16(&q, neg)
-        };
-        for k in (0..8).step_by(2) {
-            let (ya, yb) = y[bb * k..bb * (k + 2)].split_at_mut(bb);
-            ya[0..2].copy_from_slice(&h[k].to_le_bytes());
-            yb[0..2].copy_from_slice(&h[k + 1].to_le_bytes());
-            let (a, b) = (quants(k, &mut neg), quants(k + 1, &mut neg));
-            put_quants_i16_pair::<BITS>(a, b, Some(nmax as i16), &mut ya[2..], &mut yb[2..]);
+        let run = (bb, &id, &h, (offset, nmax));
+        let mut neg = _mm256_setzero_si256();
+        if exact {
+            // `bad` already covers NaN, and without one the saturating packs store C's bytes
+            // (see `quants_i16`): `neg` is not needed (and, unread, not computed).
+            absmax_run::<BITS>(xo, y, run, &mut neg);
+            return _mm256_movemask_ps(bad) != 0;
         }
+        absmax_run::<BITS>(xo, y, run, &mut neg);
         if any_neg_i16(neg) {
             return absmax_exact8::<BITS>(x, y, bb, &id, (offset, nmax), bad);
         }
         _mm256_movemask_ps(bad) != 0
+    }
+
+    /// The per-weight pass of [`absmax_blocks8`], or-ing the quants into `neg` (see [`quants_i16`]).
+    #[inline(always)]
+    unsafe fn absmax_run<const BITS: u32>(
+        xo: &[f32],
+        y: &mut [u8],
+        (bb, id, h, (offset, nmax)): (usize, &[f32; 8], &[u16; 8], (f32, i8)),
+        neg: &mut __m256i,
+    ) {
+        for k in (0..8).step_by(2) {
+            let (ya, yb) = y[bb * k..bb * (k + 2)].split_at_mut(bb);
+            ya[0..2].copy_from_slice(&h[k].to_le_bytes());
+            yb[0..2].copy_from_slice(&h[k + 1].to_le_bytes());
+            let a = quants_i16(&scaled_quants(&xo[32 * k..32 * k + 32], id[k], offset), neg);
+            let b = quants_i16(&scaled_quants(&xo[32 * k + 32..32 * k + 64], id[k + 1], offset), neg);
+            put_quants_i16_pair::<BITS>(a, b, Some(nmax as i16), &mut ya[2..], &mut yb[2..]);
+        }
     }
 
     /// The per-weight part of [`absmax_blocks8`] with every lane exactly as C converts it, for a
@@ -675,27 +694,58 @@ pub(crate) mod avx2 {
         (div, cap): (f32, Option<i8>),
     ) -> bool {
         let (x, y) = (&x[..8 * 32], &mut y[..8 * bb]);
-        let (min, max, bad) = min_max8(x);
+        let (min, max, bad, exact) = min_max8(x);
         let d = _mm256_div_ps(_mm256_sub_ps(max, min), _mm256_set1_ps(div));
         let id = to_arr(inv_or_zero(d));
         let (hd, hm) = (fp16x8(d), fp16x8(min));
         let mins = to_arr(min);
-        let mut neg = _mm256_setzero_si256();
         let xo = opaque(x);
+        let run = (bb, (&id, &mins), (&hd, &hm), cap);
+        let mut neg = _mm256_setzero_si256();
+        if exact {
+            // As in `absmax_blocks8`: `bad` already covers NaN.
+            min_max_run::<BITS>(xo, y, run, &mut neg);
+            return _mm256_movemask_ps(bad) != 0;
+        }
+        min_max_run::<BITS>(xo, y, run, &mut neg);
+        if any_neg_i16(neg) {
+            return min_max_exact8::<BITS>(x, y, bb, (&id, &mins), cap, bad);
+        }
+        _mm256_movemask_ps(bad) != 0
+    }
+
+    /// The per-weight pass of [`min_max_blocks8`], or-ing the quants into `neg`.
+    #[allow(clippy::type_complexity)]
+    #[inline(always)]
+    unsafe fn min_max_run<const BITS: u32>(
+        xo: &[f32],
+        y: &mut [u8],
+        (bb, (id, mins), (hd, hm), cap): (usize, (&[f32; 8], &[f32; 8]), (&[u16; 8], &[u16; 8]), Option<i8>),
+        neg: &mut __m256i,
+    ) {
         for k in (0..8).step_by(2) {
             let (ya, yb) = y[bb * k..bb * (k + 2)].split_at_mut(bb);
             ya[0..2].copy_from_slice(&hd[k].to_le_bytes());
             ya[2..4].copy_from_slice(&hm[k].to_le_bytes());
             yb[0..2].copy_from_slice(&hd[k + 1].to_le_bytes());
             yb[2..4].copy_from_slice(&hm[k + 1].to_le_bytes());
-            let a = quants_i16(&min_quants(&xo[32 * k..32 * k + 32], id[k], mins[k]), &mut neg);
-            let b = quants_i16(&min_quants(&xo[32 * k + 32..32 * k + 64], id[k + 1], mins[k + 1]), &mut neg);
+            let a = quants_i16(&min_quants(&xo[32 * k..32 * k + 32], id[k], mins[k]), neg);
+            let b = quants_i16(&min_quants(&xo[32 * k + 32..32 * k + 64], id[k + 1], mins[k + 1]), neg);
             put_quants_i16_pair::<BITS>(a, b, cap.map(i16::from), &mut ya[4..], &mut yb[4..]);
         }
-        if any_neg_i16(neg) {
-            return min_max_exact8::<BITS>(x, y, bb, (&id, &mins), cap, bad);
+    }
+
+    /// `x * id + offset` of one legacy block, truncated (`cvttps`).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn scaled_quants(xb: &[f32], id: f32, offset: f32) -> [__m256i; 4] {
+        let v = load4(xb);
+        let (idv, c) = (_mm256_set1_ps(id), _mm256_set1_ps(offset));
+        let mut q = [_mm256_setzero_si256(); 4];
+        for r in 0..4 {
+            q[r] = _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(v[r], idv), c));
         }
-        _mm256_movemask_ps(bad) != 0
+        q
     }
 
     /// `(x - min) * id + 0.5` of one legacy block, truncated (`cvttps`).
