@@ -910,6 +910,64 @@ pub(crate) mod avx2 {
         a
     }
 
+    /// The transpose of 8 rows of 8 lanes: lane `k` of result `i` is lane `i` of `r[k]`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn transpose8(r: &[__m256; 8]) -> [__m256; 8] {
+        let t = [
+            _mm256_unpacklo_ps(r[0], r[1]),
+            _mm256_unpackhi_ps(r[0], r[1]),
+            _mm256_unpacklo_ps(r[2], r[3]),
+            _mm256_unpackhi_ps(r[2], r[3]),
+            _mm256_unpacklo_ps(r[4], r[5]),
+            _mm256_unpackhi_ps(r[4], r[5]),
+            _mm256_unpacklo_ps(r[6], r[7]),
+            _mm256_unpackhi_ps(r[6], r[7]),
+        ];
+        let s = [
+            _mm256_shuffle_ps::<0x44>(t[0], t[2]),
+            _mm256_shuffle_ps::<0xEE>(t[0], t[2]),
+            _mm256_shuffle_ps::<0x44>(t[1], t[3]),
+            _mm256_shuffle_ps::<0xEE>(t[1], t[3]),
+            _mm256_shuffle_ps::<0x44>(t[4], t[6]),
+            _mm256_shuffle_ps::<0xEE>(t[4], t[6]),
+            _mm256_shuffle_ps::<0x44>(t[5], t[7]),
+            _mm256_shuffle_ps::<0xEE>(t[5], t[7]),
+        ];
+        [
+            _mm256_permute2f128_ps::<0x20>(s[0], s[4]),
+            _mm256_permute2f128_ps::<0x20>(s[1], s[5]),
+            _mm256_permute2f128_ps::<0x20>(s[2], s[6]),
+            _mm256_permute2f128_ps::<0x20>(s[3], s[7]),
+            _mm256_permute2f128_ps::<0x31>(s[0], s[4]),
+            _mm256_permute2f128_ps::<0x31>(s[1], s[5]),
+            _mm256_permute2f128_ps::<0x31>(s[2], s[6]),
+            _mm256_permute2f128_ps::<0x31>(s[3], s[7]),
+        ]
+    }
+
+    /// [`super::transpose_in`] with 8x8 register transposes (`N` and `W` multiples of 8): the same
+    /// values, moved by shuffles instead of one insert per value.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn transpose_in8<const N: usize, const W: usize>(src: &[f32]) -> [[f32; W]; N] {
+        let src = &src[..N * W];
+        let mut x = [[0f32; W]; N];
+        for i0 in (0..N).step_by(8) {
+            for k0 in (0..W).step_by(8) {
+                let mut r = [_mm256_setzero_ps(); 8];
+                for k in 0..8 {
+                    r[k] = _mm256_loadu_ps(src[(k0 + k) * N + i0..][..8].as_ptr());
+                }
+                let c = transpose8(&r);
+                for i in 0..8 {
+                    _mm256_storeu_ps(x[i0 + i][k0..k0 + 8].as_mut_ptr(), c[i]);
+                }
+            }
+        }
+        x
+    }
+
     /// `make_qkx2_quants` on 8 sub-blocks of `N` values; `lq` receives the quants (as f32).
     #[allow(clippy::too_many_arguments)]
     #[inline]
@@ -1052,8 +1110,8 @@ pub(crate) mod avx2 {
         nmax: i32,
         asym: bool,
     ) -> ([f32; 8], [f32; 8], [[u8; 32]; 8]) {
-        let xv = load_rows(&super::transpose_in::<32, 8>(x), 0);
-        let qv = load_rows(&super::transpose_in::<32, 8>(qw), 0);
+        let xv = load_rows(&transpose_in8::<32, 8>(x), 0);
+        let qv = load_rows(&transpose_in8::<32, 8>(qw), 0);
         let s2 = _mm256_set1_ps(sigma2);
         let mut w = [_mm256_setzero_ps(); 32];
         for i in 0..32 {
