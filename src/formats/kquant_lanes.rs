@@ -534,11 +534,15 @@ pub(crate) mod avx2 {
     }
 
     /// The truncated quants `q` of one legacy block (elements 0..32, i32 lanes) as i16 by signed
-    /// saturation, `(elements 0-3 8-11 | 4-7 12-15, elements 16-19 24-27 | 20-23 28-31)`. The
-    /// 0x80000000 that `cvttps` makes of a NaN or an infinite `x * id` (only with a non-finite input
-    /// or an infinite `id`) stays negative there: it is or-ed into `neg`, and the caller redoes the
-    /// blocks exactly when `neg` has a sign bit. Otherwise every lane is a small non-negative
-    /// integer (below 34: `|x * id|` is at most the format's range), which C's `(int8_t)` keeps.
+    /// saturation, `(elements 0-3 8-11 | 4-7 12-15, elements 16-19 24-27 | 20-23 28-31)`, or-ed
+    /// into `neg`. A finite lane is a small non-negative integer (below 34: `|x * id|` is at most
+    /// the format's range), which C's `(int8_t)` keeps. The 0x80000000 that `cvttps` makes of a NaN
+    /// or infinite value becomes -32768, which every packer below stores as 0 (with its partner
+    /// nibble); C stores 0 for it too, and with finite inputs such lanes only come from an
+    /// infinite `id` (a subnormal `d`: every lane of the block) or, in the `_1` formats, from
+    /// `max - min` overflowing (then `id` is 0 and every other lane is 0 as well), so the bytes are
+    /// C's. With a NaN input they may differ, so a caller without an exact NaN screen redoes the
+    /// group exactly when `neg` has a sign bit (and reports it).
     #[inline]
     #[target_feature(enable = "avx2")]
     pub unsafe fn quants_i16(q: &[__m256i; 4], neg: &mut __m256i) -> (__m256i, __m256i) {
