@@ -287,7 +287,7 @@ pub fn quantize_rows_into_with(x: &[f32], qtype: QuantType, out: &mut [u8], opts
                 }
                 None
             };
-            split(x, out, nrows, n_per_row, row_bytes, threads, &run)
+            split(x, out, nrows, n_per_row, row_bytes, (threads, PIECE_VALUES_COSTLY), &run)
         }
         _ => {
             let enc = fast_encoder(qtype);
@@ -317,7 +317,8 @@ pub fn quantize_rows_into_with(x: &[f32], qtype: QuantType, out: &mut [u8], opts
                 }
                 None
             };
-            split(x, out, n / bs, bs, ts, threads, &run)
+            let piece = if bs == 256 { PIECE_VALUES_COSTLY } else { PIECE_VALUES };
+            split(x, out, n / bs, bs, ts, (threads, piece), &run)
         }
     };
     match bad {
@@ -356,11 +357,15 @@ const SCREENED_CHUNK: usize = 16384;
 
 type ChunkFn<'a> = dyn Fn(&[f32], &mut [u8], usize) -> Option<(usize, f32)> + Sync + 'a;
 
-/// Values per piece handed to a thread (whole units: rows or blocks): small enough that two
-/// threads stay balanced when one starts late (a pool thread takes 10-30 us to wake up here, when
-/// one thread quantizes 256 Ki legacy weights in about 80 us), large enough that taking a piece
-/// (one uncontended lock) costs nothing.
+/// Values per piece handed to a thread (whole units: rows or blocks) by the 3-5 Gweights/s
+/// encoders: about 4 us of work, small enough that two threads stay balanced when one starts late,
+/// large enough that taking a piece (one uncontended lock) costs nothing.
 const PIECE_VALUES: usize = 1 << 14;
+
+/// [`PIECE_VALUES`] for the K-quants and the importance-weighted encoders (30-250 Mweights/s):
+/// 8 super-blocks, 10-70 us of work. Short pieces also bound how long the caller can wait at the
+/// end for a piece held by a pool thread that lost its core to another process.
+const PIECE_VALUES_COSTLY: usize = 1 << 11;
 
 /// Runs `f` on pieces of whole units (rows or blocks) with `threads` threads: the calling thread
 /// and `threads - 1` pool threads take pieces from one shared list, in order, so a thread that
@@ -374,15 +379,15 @@ fn split(
     units: usize,
     unit_values: usize,
     unit_bytes: usize,
-    threads: usize,
+    (threads, piece_values): (usize, usize),
     f: &ChunkFn<'_>,
 ) -> Option<(usize, f32)> {
     let threads = threads.clamp(1, units.max(1));
     if threads == 1 {
         return f(x, out, 0);
     }
-    // At least four pieces per thread, at most PIECE_VALUES values (or one unit) each.
-    let per = units.div_ceil(4 * threads).clamp(1, (PIECE_VALUES / unit_values).max(1));
+    // At least four pieces per thread, at most `piece_values` values (or one unit) each.
+    let per = units.div_ceil(4 * threads).clamp(1, (piece_values / unit_values).max(1));
     let pieces = x.chunks(per * unit_values).zip(out.chunks_mut(per * unit_bytes)).enumerate();
     let queue = std::sync::Mutex::new(pieces);
     let stop = std::sync::atomic::AtomicBool::new(false);
