@@ -90,3 +90,107 @@ where
         work();
     });
 }
+
+/// Runs `work` on the calling thread and on up to `threads - 1` pool threads at once, and returns
+/// when every copy that started has finished. A pool thread that has not started by the time the
+/// calling thread's copy returns never runs it: `work` must share its work through a queue (every
+/// copy takes pieces until none are left), so the caller alone can do it all. On a busy machine,
+/// where a pool thread may wait milliseconds for a core, the call then costs what one thread costs
+/// instead of waiting for the late thread (`rayon::scope` would wait for every spawned job).
+pub fn run_helped(threads: usize, work: &(dyn Fn() + Sync)) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// Bit set once the caller's copy has returned: no copy may start after it.
+    const CLOSED: usize = 1 << (usize::BITS - 1);
+    struct Shared {
+        /// `CLOSED` and the number of pool copies running.
+        state: AtomicUsize,
+        caller: std::thread::Thread,
+    }
+    /// Leaves the running count (even if `work` panics) and wakes the caller if it waits.
+    struct Running(Arc<Shared>);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            let shared = &self.0;
+            if shared.state.fetch_sub(1, Ordering::AcqRel) == CLOSED | 1 {
+                shared.caller.unpark();
+            }
+        }
+    }
+    /// Closes the state and waits for the running copies (even if the caller's `work` panics).
+    struct Close<'a>(&'a Shared);
+    impl Drop for Close<'_> {
+        fn drop(&mut self) {
+            self.0.state.fetch_or(CLOSED, Ordering::AcqRel);
+            while self.0.state.load(Ordering::Acquire) != CLOSED {
+                std::thread::park();
+            }
+        }
+    }
+
+    if threads <= 1 {
+        work();
+        return;
+    }
+    let shared = Arc::new(Shared { state: AtomicUsize::new(0), caller: std::thread::current() });
+    // The address of `work`, valid until `Close` has seen every started copy finish.
+    // SAFETY (of the transmute): only the lifetime is erased; see the dereference below.
+    let work_static: &'static (dyn Fn() + Sync) = unsafe { std::mem::transmute(work) };
+    for _ in 1..threads {
+        let shared = Arc::clone(&shared);
+        rayon::spawn(move || {
+            let mut s = shared.state.load(Ordering::Acquire);
+            loop {
+                if s & CLOSED != 0 {
+                    return;
+                }
+                match shared.state.compare_exchange_weak(s, s + 1, Ordering::AcqRel, Ordering::Acquire) {
+                    Ok(_) => break,
+                    Err(now) => s = now,
+                }
+            }
+            let _running = Running(shared);
+            // SAFETY: this copy counted itself as running before the caller closed the state, and
+            // the caller does not return (nor unwind) past `Close` while a copy runs, so `work`
+            // is still alive.
+            work_static();
+        });
+    }
+    let _close = Close(&shared);
+    work();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::run_helped;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    /// Every piece is done exactly once, whether the helpers start at once, late or never, and
+    /// `run_helped` returns only after every helper that took a piece finished it.
+    #[test]
+    fn helped_work_is_done_once() {
+        for threads in [1, 2, 3, 8] {
+            for (pieces, slow) in [(0usize, false), (1, false), (7, false), (200, false), (5, true)] {
+                let next = AtomicUsize::new(0);
+                let done: Vec<AtomicUsize> = (0..pieces).map(|_| AtomicUsize::new(0)).collect();
+                let finished = Mutex::new(0usize);
+                let work = || loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= pieces {
+                        break;
+                    }
+                    if slow {
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
+                    done[i].fetch_add(1, Ordering::Relaxed);
+                    *finished.lock().unwrap() += 1;
+                };
+                run_helped(threads, &work);
+                assert_eq!(*finished.lock().unwrap(), pieces, "{threads} threads, {pieces} pieces");
+                assert!(done.iter().all(|d| d.load(Ordering::Relaxed) == 1));
+            }
+        }
+    }
+}

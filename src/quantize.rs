@@ -266,7 +266,7 @@ pub fn quantize_rows_into_with(x: &[f32], qtype: QuantType, out: &mut [u8], opts
     }
     let row_bytes = n_per_row / bs * qtype.type_size();
     let nrows = n / n_per_row;
-    let threads = crate::parallel::threads_for(n, opts.threads);
+    let threads = auto_threads(qtype, opts.imatrix.is_some(), n, opts.threads);
     // The finiteness check runs chunk by chunk right after each chunk is encoded, while the chunk
     // is in cache (a separate pass over the input would cost as much as the encoding itself); the
     // encoders are safe (if meaningless) on NaN and infinities. On error the output is left partly
@@ -287,13 +287,16 @@ pub fn quantize_rows_into_with(x: &[f32], qtype: QuantType, out: &mut [u8], opts
                 }
                 None
             };
-            split(x, out, nrows, n_per_row, row_bytes, threads, &run)
+            split(x, out, nrows, n_per_row, row_bytes, (threads, PIECE_VALUES_COSTLY), &run)
         }
         _ => {
             let enc = fast_encoder(qtype);
             let screened = screened_encoder(qtype);
             let ts = qtype.type_size();
-            let blocks_per_chunk = (CHECK_CHUNK / bs).max(1);
+            // The screened encoders check as they go; a chunk is re-read only when it may hold a
+            // non-finite value, so their chunks can be larger (fewer calls).
+            let chunk = if screened.is_some() { SCREENED_CHUNK } else { CHECK_CHUNK };
+            let blocks_per_chunk = (chunk / bs).max(1);
             let run = |x: &[f32], out: &mut [u8], base: usize| -> Option<(usize, f32)> {
                 for (ci, (xc, oc)) in
                     x.chunks(blocks_per_chunk * bs).zip(out.chunks_mut(blocks_per_chunk * ts)).enumerate()
@@ -314,7 +317,8 @@ pub fn quantize_rows_into_with(x: &[f32], qtype: QuantType, out: &mut [u8], opts
                 }
                 None
             };
-            split(x, out, n / bs, bs, ts, threads, &run)
+            let piece = if bs == 256 { PIECE_VALUES_COSTLY } else { PIECE_VALUES };
+            split(x, out, n / bs, bs, ts, (threads, piece), &run)
         }
     };
     match bad {
@@ -323,42 +327,86 @@ pub fn quantize_rows_into_with(x: &[f32], qtype: QuantType, out: &mut [u8], opts
     }
 }
 
+/// Inputs of K-quants, or of any type with an importance matrix, smaller than this many weights
+/// are quantized on the calling thread when the caller leaves the thread count to realizar. These
+/// encoders run at 30-250 Mweights/s on one thread, so 8 Ki weights are 30-250 us of work, as much
+/// as a pool thread needs to wake up on the project's VM (spawn to start: about 1 us when the pool
+/// thread is still spinning from a previous call, 90-160 us after 1-10 ms idle); with
+/// [`crate::parallel::run_helped`] a late helper is not waited for, so two threads cost at most
+/// the spawn (a few us) more than one. Measured 2 threads over 1 (`Q4_K`, back-to-back calls,
+/// medians): 4 Ki weights 1.46x, 8 Ki 1.56x, 16 Ki 1.62x, 64 Ki 1.78x.
+/// The other encoders (legacy types and Q8_0 without an importance matrix, float types) run at
+/// 3-5 Gweights/s and keep [`crate::parallel::AUTO_THREADS_MIN_WEIGHTS`].
+pub const AUTO_THREADS_MIN_WEIGHTS_COSTLY: usize = 1 << 13;
+
+/// Number of threads for quantizing `n` weights of `qtype` when asked for `requested` (0 =
+/// automatic).
+fn auto_threads(qtype: QuantType, imatrix: bool, n: usize, requested: usize) -> usize {
+    let costly = qtype.block_size() == 256 || (imatrix && imatrix_encoder(qtype).is_some());
+    if requested == 0 && costly && n >= AUTO_THREADS_MIN_WEIGHTS_COSTLY {
+        return rayon::current_num_threads();
+    }
+    crate::parallel::threads_for(n, requested)
+}
+
 /// Values checked for finiteness, then encoded, at a time (fits in L1/L2 cache).
 const CHECK_CHUNK: usize = 4096;
 
+/// Values encoded per call of a [`ScreenedEncodeFn`] (64 KiB of input, in L2 cache).
+const SCREENED_CHUNK: usize = 16384;
+
 type ChunkFn<'a> = dyn Fn(&[f32], &mut [u8], usize) -> Option<(usize, f32)> + Sync + 'a;
 
-/// Runs `f` on `threads` contiguous runs of whole units (rows or blocks); `f` gets the index of
-/// its first value and returns the first non-finite input value it met. Returns the one with the
-/// lowest index (each run stops at its first, so that is the input's first).
+/// Values per piece handed to a thread (whole units: rows or blocks) by the 3-5 Gweights/s
+/// encoders: about 4 us of work, small enough that two threads stay balanced when one starts late,
+/// large enough that taking a piece (one uncontended lock) costs nothing.
+const PIECE_VALUES: usize = 1 << 14;
+
+/// [`PIECE_VALUES`] for the K-quants and the importance-weighted encoders (30-250 Mweights/s):
+/// 8 super-blocks, 10-70 us of work. Short pieces also bound how long the caller can wait at the
+/// end for a piece held by a pool thread that lost its core to another process.
+const PIECE_VALUES_COSTLY: usize = 1 << 11;
+
+/// Runs `f` on pieces of whole units (rows or blocks) with `threads` threads: the calling thread
+/// and `threads - 1` pool threads take pieces from one shared list, in order, so a thread that
+/// starts late takes fewer, and one that has not started when the work is done is not waited for
+/// ([`crate::parallel::run_helped`]). `f` gets the index of its piece's first value and returns the first
+/// non-finite input value it met; once one is found no new piece is started (every later piece
+/// starts after it). Returns the one with the lowest index, which is the input's first.
 fn split(
     x: &[f32],
     out: &mut [u8],
     units: usize,
     unit_values: usize,
     unit_bytes: usize,
-    threads: usize,
+    (threads, piece_values): (usize, usize),
     f: &ChunkFn<'_>,
 ) -> Option<(usize, f32)> {
     let threads = threads.clamp(1, units.max(1));
     if threads == 1 {
         return f(x, out, 0);
     }
-    let per = units.div_ceil(threads);
+    // At least four pieces per thread, at most `piece_values` values (or one unit) each.
+    let per = units.div_ceil(4 * threads).clamp(1, (piece_values / unit_values).max(1));
+    let pieces = x.chunks(per * unit_values).zip(out.chunks_mut(per * unit_bytes)).enumerate();
+    let queue = std::sync::Mutex::new(pieces);
+    let stop = std::sync::atomic::AtomicBool::new(false);
     let found = std::sync::Mutex::new(None::<(usize, f32)>);
-    rayon::scope(|s| {
-        for (k, (x, out)) in x.chunks(per * unit_values).zip(out.chunks_mut(per * unit_bytes)).enumerate() {
-            let found = &found;
-            s.spawn(move |_| {
-                if let Some(e) = f(x, out, k * per * unit_values) {
-                    let mut g = found.lock().unwrap_or_else(|p| p.into_inner());
-                    if g.is_none_or(|(i, _)| e.0 < i) {
-                        *g = Some(e);
-                    }
+    let work = || {
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            // The lock is held only to take the next piece, not while encoding it.
+            let next = queue.lock().unwrap_or_else(|p| p.into_inner()).next();
+            let Some((k, (x, out))) = next else { break };
+            if let Some(e) = f(x, out, k * per * unit_values) {
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                let mut g = found.lock().unwrap_or_else(|p| p.into_inner());
+                if g.is_none_or(|(i, _)| e.0 < i) {
+                    *g = Some(e);
                 }
-            });
+            }
         }
-    });
+    };
+    crate::parallel::run_helped(threads, &work);
     found.into_inner().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -465,6 +513,115 @@ mod tests {
         }
     }
 
+    /// Blocks whose scale is so small that `1 / d` is infinite (`x * id` is then infinite or, for a
+    /// zero weight, NaN: the AVX2 legacy encoders take their exact path for such groups of 8), or
+    /// so large that `max - min` overflows, next to ordinary blocks.
+    #[test]
+    fn fast_encoders_equal_reference_at_extreme_scales() {
+        let scales = [1e-45f32, 3e-45, 1e-44, 6e-42, 1e-40, 2.9e-39, 5.9e-39, 1.2e-38, 1.0, 1e30, 3e38];
+        let x = nasty(256 * 64, 7);
+        for (i, &s) in scales.iter().enumerate() {
+            for sign in [1.0f32, -1.0] {
+                // Block `k` of each group of 8 gets scale `s` when `k` is in `pattern`.
+                for pattern in [0x01u32, 0x80, 0xff, 0x5a] {
+                    let mut y = x.clone();
+                    for (b, blk) in y.chunks_exact_mut(32).enumerate() {
+                        if pattern & (1 << (b % 8)) != 0 {
+                            for (j, v) in blk.iter_mut().enumerate() {
+                                *v = if (j + b + i) % 9 == 0 { 0.0 } else { sign * s * (*v / 4.0).clamp(-1.0, 1.0) };
+                            }
+                        }
+                    }
+                    for &t in &QuantType::ALL {
+                        let n = encoded_len(t, y.len()).unwrap();
+                        let (mut a, mut b) = (vec![0u8; n], vec![0u8; n]);
+                        encoder(t)(&y, &mut a);
+                        fast_encoder(t)(&y, &mut b);
+                        assert!(a == b, "{t} scale {s} sign {sign} pattern {pattern:#x}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Blocks of one sign only (positive, negative, zeros of either sign, mixes of zeros and one
+    /// sign) next to ordinary blocks: the AVX2 legacy encoders find the blocks' extremes on the
+    /// float bits only for groups of 8 where every block holds both signs.
+    #[test]
+    fn fast_encoders_equal_reference_on_one_signed_blocks() {
+        let x = nasty(256 * 64, 11);
+        let kinds: [fn(f32, usize) -> f32; 6] = [
+            |v, _| v.abs(),
+            |v, _| -v.abs(),
+            |_, _| 0.0,
+            |_, _| -0.0,
+            |v, j| if j % 3 == 0 { -0.0 } else { v.abs() },
+            |v, j| if j % 5 == 1 { 0.0 } else { -v.abs() },
+        ];
+        for (ki, kind) in kinds.iter().enumerate() {
+            for pattern in [0x01u32, 0x10, 0xff, 0x5a] {
+                let mut y = x.clone();
+                for (b, blk) in y.chunks_exact_mut(32).enumerate() {
+                    if pattern & (1 << (b % 8)) != 0 {
+                        for (j, v) in blk.iter_mut().enumerate() {
+                            *v = kind(*v, j);
+                        }
+                    }
+                }
+                for &t in &QuantType::ALL {
+                    let n = encoded_len(t, y.len()).unwrap();
+                    let (mut a, mut b) = (vec![0u8; n], vec![0u8; n]);
+                    encoder(t)(&y, &mut a);
+                    fast_encoder(t)(&y, &mut b);
+                    assert!(a == b, "{t} kind {ki} pattern {pattern:#x}");
+                }
+            }
+        }
+    }
+
+    /// Every encoder writes every output byte and reads none: the Python binding hands them
+    /// uninitialised memory.
+    #[test]
+    fn encoders_write_every_byte() {
+        let x = nasty(256 * 24, 5);
+        let qw: Vec<f32> = nasty(768, 9).iter().map(|v| v.abs()).collect();
+        for &t in &QuantType::ALL {
+            let n = encoded_len(t, x.len()).unwrap();
+            let mut outs = Vec::new();
+            for fill in [0x00u8, 0xFF, 0x5A] {
+                for imatrix in [None, Some(qw.as_slice())] {
+                    for threads in [1, 2] {
+                        let mut o = vec![fill; n];
+                        let opts = QuantizeOptions { n_per_row: Some(768), imatrix, threads };
+                        quantize_rows_into_with(&x, t, &mut o, opts).unwrap();
+                        outs.push((imatrix.is_some(), o));
+                    }
+                }
+                let (mut a, mut b) = (vec![fill; n], vec![fill; n]);
+                encoder(t)(&x, &mut a);
+                fast_encoder(t)(&x, &mut b);
+                outs.push((false, a));
+                outs.push((false, b));
+                if let (Some(slow), Some(fast)) = (imatrix_encoder(t), fast_imatrix_encoder(t)) {
+                    let (mut a, mut b) = (vec![fill; n], vec![fill; n]);
+                    for ((row, ya), yb) in
+                        x.chunks_exact(768).zip(a.chunks_exact_mut(n / 8)).zip(b.chunks_exact_mut(n / 8))
+                    {
+                        slow(row, &qw, ya);
+                        fast(row, &qw, yb);
+                    }
+                    outs.push((true, a));
+                    outs.push((true, b));
+                }
+            }
+            let plain = &outs.iter().find(|(im, _)| !im).unwrap().1;
+            let weighted = &outs.iter().find(|(im, _)| *im).unwrap().1;
+            for (im, o) in &outs {
+                assert!(o == if *im { weighted } else { plain }, "{t} imatrix {im}");
+            }
+        }
+    }
+
     #[test]
     fn fast_imatrix_encoders_equal_reference() {
         for seed in 1..4u64 {
@@ -485,6 +642,19 @@ mod tests {
                 assert!(a == b, "{t} seed {seed}");
             }
         }
+    }
+
+    #[test]
+    fn automatic_thread_counts() {
+        let all = rayon::current_num_threads();
+        let costly = AUTO_THREADS_MIN_WEIGHTS_COSTLY;
+        assert_eq!(auto_threads(QuantType::Q4_K, false, costly, 0), all);
+        assert_eq!(auto_threads(QuantType::Q4_K, false, costly - 256, 0), 1);
+        assert_eq!(auto_threads(QuantType::Q4_0, true, costly, 0), all);
+        assert_eq!(auto_threads(QuantType::Q4_0, false, costly, 0), 1);
+        assert_eq!(auto_threads(QuantType::Q8_0, true, costly, 0), 1);
+        assert_eq!(auto_threads(QuantType::Q4_0, false, crate::parallel::AUTO_THREADS_MIN_WEIGHTS, 0), all);
+        assert_eq!(auto_threads(QuantType::Q6_K, true, 256, 3), 3);
     }
 
     #[test]

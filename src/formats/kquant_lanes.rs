@@ -238,6 +238,19 @@ pub(crate) mod avx2 {
         a
     }
 
+    /// The fp16 `a` and `b` of each of 8 lanes as one little-endian `u32`: `a` in the low half
+    /// (a `_1` block's `d, m` header).
+    #[inline]
+    #[target_feature(enable = "avx2,f16c")]
+    pub unsafe fn fp16_pairs8(a: __m256, b: __m256) -> [u32; 8] {
+        let ha = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(a);
+        let hb = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(b);
+        let mut r = [0u32; 8];
+        _mm_storeu_si128(r.as_mut_ptr() as *mut __m128i, _mm_unpacklo_epi16(ha, hb));
+        _mm_storeu_si128(r[4..].as_mut_ptr() as *mut __m128i, _mm_unpackhi_epi16(ha, hb));
+        r
+    }
+
     /// `if d != 0 { 1 / d } else { 0 }` per lane (ggml's `id = d ? 1.0f/d : 0.0f`).
     #[inline]
     #[target_feature(enable = "avx2")]
@@ -258,8 +271,7 @@ pub(crate) mod avx2 {
     /// Per legacy block `k` of `x[32 * k..32 * k + 32]` (8 blocks), lane `k` of (maximum, minimum),
     /// and lanes that are true where block `k` holds an infinity, provided it holds no NaN (the
     /// caller screens for NaN with [`nan4`]). The sign of a zero result is unspecified.
-    #[inline]
-    #[target_feature(enable = "avx2")]
+    #[inline(always)]
     pub unsafe fn block_max_min8(x: &[f32]) -> (__m256, __m256, __m256) {
         let x = &x[..256];
         let (mut mx, mut mn) = ([_mm256_setzero_ps(); 8], [_mm256_setzero_ps(); 8]);
@@ -278,12 +290,18 @@ pub(crate) mod avx2 {
         (mx, mn, bad)
     }
 
-    /// [`signed_absmax`] of 8 consecutive legacy blocks (lane `k` = block `k`), and the infinity
-    /// screen of [`block_max_min8`].
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    pub unsafe fn signed_absmax8(x: &[f32]) -> (__m256, __m256) {
-        let (mx, mn, bad) = block_max_min8(x);
+    /// [`signed_absmax`] of 8 consecutive legacy blocks (lane `k` = block `k`), the non-finite
+    /// screen of [`block_max_min8_bits`] or [`block_max_min8`], and whether it was the former (exact,
+    /// NaN included).
+    #[inline(always)]
+    pub unsafe fn signed_absmax8(x: &[f32]) -> (__m256, __m256, bool) {
+        let (mx, mn, bad, exact) = match block_max_min8_bits(x) {
+            Some((a, b, c)) => (a, b, c, true),
+            None => {
+                let (a, b, c) = block_max_min8_cold(x);
+                (a, b, c, false)
+            }
+        };
         let sign = _mm256_set1_ps(-0.0);
         let amax = _mm256_max_ps(mx, _mm256_xor_ps(mn, sign));
         let pos = _mm256_cmp_ps::<_CMP_EQ_OQ>(mx, amax);
@@ -294,8 +312,16 @@ pub(crate) mod avx2 {
         // Both +amax and -amax occur: the first one wins, found as the scalar loop does.
         let tie = _mm256_movemask_ps(_mm256_andnot_ps(zero, _mm256_and_ps(pos, neg)));
         if tie == 0 {
-            return (m, bad);
+            return (m, bad, exact);
         }
+        (signed_absmax_ties(x, m, tie), bad, exact)
+    }
+
+    /// `m` with lane `k` replaced by [`signed_absmax`] of block `k` where bit `k` of `tie` is set.
+    #[cold]
+    #[inline(never)]
+    #[target_feature(enable = "avx2")]
+    unsafe fn signed_absmax_ties(x: &[f32], m: __m256, tie: i32) -> __m256 {
         let mut a = to_arr(m);
         for k in 0..8 {
             if tie & (1 << k) != 0 {
@@ -303,22 +329,95 @@ pub(crate) mod avx2 {
                 a[k] = signed_absmax(xb, &load4(xb));
             }
         }
-        (_mm256_loadu_ps(a.as_ptr()), bad)
+        _mm256_loadu_ps(a.as_ptr())
     }
 
-    /// [`min_max`] of 8 consecutive legacy blocks (lane `k` = block `k`): (min, max, the infinity
-    /// screen of [`block_max_min8`]).
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    pub unsafe fn min_max8(x: &[f32]) -> (__m256, __m256, __m256) {
-        let (mx, mn, bad) = block_max_min8(x);
+    /// [`min_max`] of 8 consecutive legacy blocks (lane `k` = block `k`): (min, max, the screen and
+    /// its exactness as in [`signed_absmax8`]).
+    #[inline(always)]
+    pub unsafe fn min_max8(x: &[f32]) -> (__m256, __m256, __m256, bool) {
+        let (mx, mn, bad, exact) = match block_max_min8_bits(x) {
+            Some((a, b, c)) => (a, b, c, true),
+            None => {
+                let (a, b, c) = block_max_min8_cold(x);
+                (a, b, c, false)
+            }
+        };
         let z = _mm256_setzero_ps();
         // A zero min or max carries the sign of the block's first zero: the scalar search finds it.
         let zero =
             _mm256_movemask_ps(_mm256_or_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(mx, z), _mm256_cmp_ps::<_CMP_EQ_OQ>(mn, z)));
         if zero == 0 {
-            return (mn, mx, bad);
+            return (mn, mx, bad, exact);
         }
+        let (mn, mx) = min_max_zeros(x, mn, mx, zero);
+        (mn, mx, bad, exact)
+    }
+
+    /// [`block_max_min8`] out of line, for the rare groups [`block_max_min8_bits`] does not take.
+    #[cold]
+    #[inline(never)]
+    #[target_feature(enable = "avx2")]
+    unsafe fn block_max_min8_cold(x: &[f32]) -> (__m256, __m256, __m256) {
+        block_max_min8(x)
+    }
+
+    /// Lane `k` of the result is the maximum of the 8 i32 (or, `UNSIGNED`, u32) lanes of `v[k]`.
+    #[inline(always)]
+    unsafe fn reduce8_bits<const UNSIGNED: bool>(v: &[__m256i; 8]) -> __m256i {
+        let op = |a, b| if UNSIGNED { _mm256_max_epu32(a, b) } else { _mm256_max_epi32(a, b) };
+        let mut t = [_mm256_setzero_si256(); 4];
+        for p in 0..4 {
+            let (a, b) = (v[2 * p], v[2 * p + 1]);
+            t[p] = op(_mm256_unpacklo_epi32(a, b), _mm256_unpackhi_epi32(a, b));
+        }
+        let u0 = op(_mm256_unpacklo_epi64(t[0], t[1]), _mm256_unpackhi_epi64(t[0], t[1]));
+        let u1 = op(_mm256_unpacklo_epi64(t[2], t[3]), _mm256_unpackhi_epi64(t[2], t[3]));
+        op(_mm256_permute2x128_si256::<0x20>(u0, u1), _mm256_permute2x128_si256::<0x31>(u0, u1))
+    }
+
+    /// [`block_max_min8`] on the float bits with integer maxima, which leaves the float
+    /// add/compare pipes to the per-weight pass: the largest bits as i32 are the largest value with
+    /// a clear sign bit, which is the block's maximum when the block holds one; the largest bits as
+    /// u32 are the most negative value, the block's minimum when the block holds a value with the
+    /// sign bit set. `None` when some block lacks either (all of one sign: the caller takes
+    /// [`block_max_min8`]). Unlike [`block_max_min8`]'s, the screen is exact: true in the lanes of
+    /// the blocks that hold a NaN or an infinity (either then comes out as the maximum or minimum).
+    #[inline(always)]
+    pub unsafe fn block_max_min8_bits(x: &[f32]) -> Option<(__m256, __m256, __m256)> {
+        let x = &x[..256];
+        let (mut s, mut u) = ([_mm256_setzero_si256(); 8], [_mm256_setzero_si256(); 8]);
+        for k in 0..8 {
+            let p = x[32 * k..32 * k + 32].as_ptr() as *const __m256i;
+            let v = [
+                _mm256_loadu_si256(p),
+                _mm256_loadu_si256(p.add(1)),
+                _mm256_loadu_si256(p.add(2)),
+                _mm256_loadu_si256(p.add(3)),
+            ];
+            s[k] = _mm256_max_epi32(_mm256_max_epi32(v[0], v[1]), _mm256_max_epi32(v[2], v[3]));
+            u[k] = _mm256_max_epu32(_mm256_max_epu32(v[0], v[1]), _mm256_max_epu32(v[2], v[3]));
+        }
+        let (mx, mn) = (reduce8_bits::<false>(&s), reduce8_bits::<true>(&u));
+        // Every block must hold a value with the sign bit clear (mx's sign clear) and one with it
+        // set (mn's sign set).
+        if _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_andnot_si256(mx, mn))) != 0xFF {
+            return None;
+        }
+        // Every NaN and infinity: bits above the largest finite value's, with either sign.
+        let ninf = _mm256_set1_epi32(0xff80_0000u32 as i32);
+        let bad = _mm256_or_si256(
+            _mm256_cmpgt_epi32(mx, _mm256_set1_epi32(0x7f7f_ffff)),
+            _mm256_cmpeq_epi32(_mm256_max_epu32(mn, ninf), mn),
+        );
+        Some((_mm256_castsi256_ps(mx), _mm256_castsi256_ps(mn), _mm256_castsi256_ps(bad)))
+    }
+
+    /// `(mn, mx)` with lane `k` replaced by [`min_max`] of block `k` where bit `k` of `zero` is set.
+    #[cold]
+    #[inline(never)]
+    #[target_feature(enable = "avx2")]
+    unsafe fn min_max_zeros(x: &[f32], mn: __m256, mx: __m256, zero: i32) -> (__m256, __m256) {
         let (mut a, mut b) = (to_arr(mn), to_arr(mx));
         for k in 0..8 {
             if zero & (1 << k) != 0 {
@@ -326,7 +425,21 @@ pub(crate) mod avx2 {
                 (a[k], b[k]) = min_max(xb, &load4(xb));
             }
         }
-        (_mm256_loadu_ps(a.as_ptr()), _mm256_loadu_ps(b.as_ptr()), bad)
+        (_mm256_loadu_ps(a.as_ptr()), _mm256_loadu_ps(b.as_ptr()))
+    }
+
+    /// `x` itself, but the compiler no longer knows that: loads through the result are not merged
+    /// with earlier loads of the same values. The 8-block encoders read each block twice (the
+    /// reductions, then the weights); merged, the first loads' 32 registers would be kept alive and
+    /// spilled to the stack (32 extra stores per 8 blocks) instead of re-read from L1.
+    #[inline(always)]
+    #[allow(clippy::pointers_in_nomem_asm_block)] // the asm neither reads nor writes through `p`
+    pub fn opaque(x: &[f32]) -> &[f32] {
+        let mut p = x.as_ptr();
+        // SAFETY: an empty asm block that only "modifies" the register holding `p`.
+        unsafe { std::arch::asm!("/* {0} */", inout(reg) p, options(pure, nomem, nostack, preserves_flags)) };
+        // SAFETY: `p` is `x.as_ptr()` unchanged.
+        unsafe { std::slice::from_raw_parts(p, x.len()) }
     }
 
     /// The driver of the legacy encoders: `blocks8` over each run of 8 whole blocks of `bw` weights
@@ -420,28 +533,157 @@ pub(crate) mod avx2 {
         put_q4(_mm256_and_si256(b, _mm256_set1_epi8(0x0F)), &mut y[4..20]);
     }
 
+    /// The truncated quants `q` of one legacy block (elements 0..32, i32 lanes) as i16 by signed
+    /// saturation, `(elements 0-3 8-11 | 4-7 12-15, elements 16-19 24-27 | 20-23 28-31)`, or-ed
+    /// into `neg`. A finite lane is a small non-negative integer (below 34: `|x * id|` is at most
+    /// the format's range), which C's `(int8_t)` keeps. The 0x80000000 that `cvttps` makes of a NaN
+    /// or infinite value becomes -32768, which every packer below stores as 0 (with its partner
+    /// nibble); C stores 0 for it too, and with finite inputs such lanes only come from an
+    /// infinite `id` (a subnormal `d`: every lane of the block) or, in the `_1` formats, from
+    /// `max - min` overflowing (then `id` is 0 and every other lane is 0 as well), so the bytes are
+    /// C's. With a NaN input they may differ, so a caller without an exact NaN screen redoes the
+    /// group exactly when `neg` has a sign bit (and reports it).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn quants_i16(q: &[__m256i; 4], neg: &mut __m256i) -> (__m256i, __m256i) {
+        let (a, b) = (_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+        *neg = _mm256_or_si256(*neg, _mm256_or_si256(a, b));
+        (a, b)
+    }
+
+    /// Whether one of the i16 lanes or-ed into `neg` by [`quants_i16`] was negative.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn any_neg_i16(neg: __m256i) -> bool {
+        _mm256_movemask_epi8(neg) as u32 & 0xAAAA_AAAA != 0
+    }
+
+    /// Stores the quants of [`quants_i16`], at most `nmax` each (ggml's `MIN(nmax, q)`), as `BITS`-bit
+    /// quants (4: [`put_q4`]'s layout, 5: [`put_q5`]'s).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn put_quants_i16<const BITS: u32>(lo: __m256i, hi: __m256i, nmax: Option<i16>, y: &mut [u8]) {
+        let (lo, hi) = match nmax {
+            Some(n) => (_mm256_min_epi16(lo, _mm256_set1_epi16(n)), _mm256_min_epi16(hi, _mm256_set1_epi16(n))),
+            None => (lo, hi),
+        };
+        let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        if BITS == 4 {
+            // Nibble pairs (element j, element j + 16) in i16 lanes, then bytes in order.
+            let c = _mm256_or_si256(lo, _mm256_slli_epi16::<4>(hi));
+            let b = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(c, c), order);
+            _mm_storeu_si128(y[..16].as_mut_ptr() as *mut __m128i, _mm256_castsi256_si128(b));
+        } else {
+            put_q5(_mm256_permutevar8x32_epi32(_mm256_packus_epi16(lo, hi), order), y);
+        }
+    }
+
+    /// [`put_quants_i16`] of two blocks `a` and `b`; 4-bit quants of both are packed and ordered at
+    /// once.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn put_quants_i16_pair<const BITS: u32>(
+        a: (__m256i, __m256i),
+        b: (__m256i, __m256i),
+        nmax: Option<i16>,
+        ya: &mut [u8],
+        yb: &mut [u8],
+    ) {
+        if BITS != 4 {
+            put_quants_i16::<BITS>(a.0, a.1, nmax, ya);
+            put_quants_i16::<BITS>(b.0, b.1, nmax, yb);
+            return;
+        }
+        let clamp = |v| match nmax {
+            Some(n) => _mm256_min_epi16(v, _mm256_set1_epi16(n)),
+            None => v,
+        };
+        // Nibble pairs (element j, element j + 16) in i16 lanes; bytes of a's lanes then b's.
+        let ca = _mm256_or_si256(clamp(a.0), _mm256_slli_epi16::<4>(clamp(a.1)));
+        let cb = _mm256_or_si256(clamp(b.0), _mm256_slli_epi16::<4>(clamp(b.1)));
+        let p = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(ca, cb), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm_storeu_si128(ya[..16].as_mut_ptr() as *mut __m128i, _mm256_castsi256_si128(p));
+        _mm_storeu_si128(yb[..16].as_mut_ptr() as *mut __m128i, _mm256_extracti128_si256::<1>(p));
+    }
+
+    /// Stores 32 quants (bytes of `b`) as `BITS`-bit quants ([`put_q4`] or [`put_q5`]).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn put_bytes<const BITS: u32>(b: __m256i, y: &mut [u8]) {
+        if BITS == 4 {
+            put_q4(b, y)
+        } else {
+            put_q5(b, y)
+        }
+    }
+
     /// `quantize_row_q{4,5}_0_ref` of 8 consecutive blocks of `bb` bytes: the signed absolute
     /// maxima of the 8 blocks side by side (lane `k` = block `k`), `d = max / div`, then each
-    /// block's 32 weights side by side, `MIN(nmax, (int8_t)(x * id + offset))`, stored by `put`
-    /// after the fp16 `d`. Returns whether the input may hold a NaN or an infinity.
+    /// block's 32 weights side by side, `MIN(nmax, (int8_t)(x * id + offset))`, stored as `BITS`-bit
+    /// quants after the fp16 `d`. Returns whether the input may hold a NaN or an infinity.
     #[inline]
     #[target_feature(enable = "avx2,f16c")]
-    pub unsafe fn absmax_blocks8(
+    pub unsafe fn absmax_blocks8<const BITS: u32>(
         x: &[f32],
         y: &mut [u8],
         bb: usize,
         (div, offset, nmax): (f32, f32, i8),
-        put: impl Fn(__m256i, &mut [u8]),
     ) -> bool {
         let (x, y) = (&x[..8 * 32], &mut y[..8 * bb]);
-        let (max, mut bad) = signed_absmax8(x);
+        let (max, bad, exact) = signed_absmax8(x);
         let d = _mm256_div_ps(max, _mm256_set1_ps(div));
         let id = to_arr(inv_or_zero(d));
         let h = fp16x8(d);
+        let xo = opaque(x);
+        let run = (bb, &id, &h, (offset, nmax));
+        let mut neg = _mm256_setzero_si256();
+        if exact {
+            // `bad` already covers NaN, and without one the saturating packs store C's bytes
+            // (see `quants_i16`): `neg` is not needed (and, unread, not computed).
+            absmax_run::<BITS>(xo, y, run, &mut neg);
+            return _mm256_movemask_ps(bad) != 0;
+        }
+        absmax_run::<BITS>(xo, y, run, &mut neg);
+        if any_neg_i16(neg) {
+            return absmax_exact8::<BITS>(x, y, bb, &id, (offset, nmax), bad);
+        }
+        _mm256_movemask_ps(bad) != 0
+    }
+
+    /// The per-weight pass of [`absmax_blocks8`], or-ing the quants into `neg` (see [`quants_i16`]).
+    #[inline(always)]
+    unsafe fn absmax_run<const BITS: u32>(
+        xo: &[f32],
+        y: &mut [u8],
+        (bb, id, h, (offset, nmax)): (usize, &[f32; 8], &[u16; 8], (f32, i8)),
+        neg: &mut __m256i,
+    ) {
+        for k in (0..8).step_by(2) {
+            let (ya, yb) = y[bb * k..bb * (k + 2)].split_at_mut(bb);
+            ya[0..2].copy_from_slice(&h[k].to_le_bytes());
+            yb[0..2].copy_from_slice(&h[k + 1].to_le_bytes());
+            let a = quants_i16(&scaled_quants(&xo[32 * k..32 * k + 32], id[k], offset), neg);
+            let b = quants_i16(&scaled_quants(&xo[32 * k + 32..32 * k + 64], id[k + 1], offset), neg);
+            put_quants_i16_pair::<BITS>(a, b, Some(nmax as i16), &mut ya[2..], &mut yb[2..]);
+        }
+    }
+
+    /// The per-weight part of [`absmax_blocks8`] with every lane exactly as C converts it, for a
+    /// group of 8 blocks that holds a NaN or an infinity (or whose `id` is infinite).
+    #[cold]
+    #[inline(never)]
+    #[target_feature(enable = "avx2,f16c")]
+    unsafe fn absmax_exact8<const BITS: u32>(
+        x: &[f32],
+        y: &mut [u8],
+        bb: usize,
+        id: &[f32; 8],
+        (offset, nmax): (f32, i8),
+        mut bad: __m256,
+    ) -> bool {
         let c = _mm256_set1_ps(offset);
         for k in 0..8 {
             let (xb, yb) = (&x[32 * k..32 * k + 32], &mut y[bb * k..bb * (k + 1)]);
-            yb[0..2].copy_from_slice(&h[k].to_le_bytes());
             let v = load4(xb);
             bad = nan4(bad, &v);
             let idv = _mm256_set1_ps(id[k]);
@@ -450,7 +692,7 @@ pub(crate) mod avx2 {
                 q[r] = _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(v[r], idv), c));
             }
             // MIN(nmax, (int8_t)t) on the low bytes, as signed bytes.
-            put(_mm256_min_epi8(bytes32(&q), _mm256_set1_epi8(nmax)), &mut yb[2..]);
+            put_bytes::<BITS>(_mm256_min_epi8(bytes32(&q), _mm256_set1_epi8(nmax)), &mut yb[2..]);
         }
         _mm256_movemask_ps(bad) != 0
     }
@@ -458,37 +700,101 @@ pub(crate) mod avx2 {
     /// `quantize_row_q{4,5}_1_ref` of 8 consecutive blocks of `bb` bytes: the minima and maxima of
     /// the 8 blocks side by side, `d = (max - min) / div`, then each block's 32 weights side by
     /// side, `(int8_t)((x - min) * id + 0.5)` capped at `cap` if given (Q4_1's `MIN(15, ..)`; Q5_1
-    /// keeps the low byte), stored by `put` after the fp16 `d` and `min`. Returns whether the input
-    /// may hold a NaN or an infinity.
+    /// keeps the low byte), stored as `BITS`-bit quants after the fp16 `d` and `min`. Returns
+    /// whether the input may hold a NaN or an infinity.
     #[inline]
     #[target_feature(enable = "avx2,f16c")]
-    pub unsafe fn min_max_blocks8(
+    pub unsafe fn min_max_blocks8<const BITS: u32>(
         x: &[f32],
         y: &mut [u8],
         bb: usize,
         (div, cap): (f32, Option<i8>),
-        put: impl Fn(__m256i, &mut [u8]),
     ) -> bool {
         let (x, y) = (&x[..8 * 32], &mut y[..8 * bb]);
-        let (min, max, mut bad) = min_max8(x);
+        let (min, max, bad, exact) = min_max8(x);
         let d = _mm256_div_ps(_mm256_sub_ps(max, min), _mm256_set1_ps(div));
         let id = to_arr(inv_or_zero(d));
-        let (hd, hm) = (fp16x8(d), fp16x8(min));
+        let hdr = fp16_pairs8(d, min);
         let mins = to_arr(min);
-        let c = _mm256_set1_ps(0.5);
+        let xo = opaque(x);
+        let run = (bb, (&id, &mins), &hdr, cap);
+        let mut neg = _mm256_setzero_si256();
+        if exact {
+            // As in `absmax_blocks8`: `bad` already covers NaN.
+            min_max_run::<BITS>(xo, y, run, &mut neg);
+            return _mm256_movemask_ps(bad) != 0;
+        }
+        min_max_run::<BITS>(xo, y, run, &mut neg);
+        if any_neg_i16(neg) {
+            return min_max_exact8::<BITS>(x, y, bb, (&id, &mins), cap, bad);
+        }
+        _mm256_movemask_ps(bad) != 0
+    }
+
+    /// The per-weight pass of [`min_max_blocks8`], or-ing the quants into `neg`.
+    #[allow(clippy::type_complexity)]
+    #[inline(always)]
+    unsafe fn min_max_run<const BITS: u32>(
+        xo: &[f32],
+        y: &mut [u8],
+        (bb, (id, mins), hdr, cap): (usize, (&[f32; 8], &[f32; 8]), &[u32; 8], Option<i8>),
+        neg: &mut __m256i,
+    ) {
+        for k in (0..8).step_by(2) {
+            let (ya, yb) = y[bb * k..bb * (k + 2)].split_at_mut(bb);
+            // One 4-byte store of the fp16 `d` and `min` per block (two 2-byte ones cost ~10%).
+            ya[0..4].copy_from_slice(&hdr[k].to_le_bytes());
+            yb[0..4].copy_from_slice(&hdr[k + 1].to_le_bytes());
+            let a = quants_i16(&min_quants(&xo[32 * k..32 * k + 32], id[k], mins[k]), neg);
+            let b = quants_i16(&min_quants(&xo[32 * k + 32..32 * k + 64], id[k + 1], mins[k + 1]), neg);
+            put_quants_i16_pair::<BITS>(a, b, cap.map(i16::from), &mut ya[4..], &mut yb[4..]);
+        }
+    }
+
+    /// `x * id + offset` of one legacy block, truncated (`cvttps`).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn scaled_quants(xb: &[f32], id: f32, offset: f32) -> [__m256i; 4] {
+        let v = load4(xb);
+        let (idv, c) = (_mm256_set1_ps(id), _mm256_set1_ps(offset));
+        let mut q = [_mm256_setzero_si256(); 4];
+        for r in 0..4 {
+            q[r] = _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(v[r], idv), c));
+        }
+        q
+    }
+
+    /// `(x - min) * id + 0.5` of one legacy block, truncated (`cvttps`).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn min_quants(xb: &[f32], id: f32, min: f32) -> [__m256i; 4] {
+        let v = load4(xb);
+        let (idv, minv, c) = (_mm256_set1_ps(id), _mm256_set1_ps(min), _mm256_set1_ps(0.5));
+        let mut q = [_mm256_setzero_si256(); 4];
+        for r in 0..4 {
+            q[r] = _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v[r], minv), idv), c));
+        }
+        q
+    }
+
+    /// The per-weight part of [`min_max_blocks8`] with every lane exactly as C converts it, for a
+    /// group of 8 blocks that holds a NaN or an infinity (or whose `id` is infinite).
+    #[cold]
+    #[inline(never)]
+    #[target_feature(enable = "avx2,f16c")]
+    unsafe fn min_max_exact8<const BITS: u32>(
+        x: &[f32],
+        y: &mut [u8],
+        bb: usize,
+        (id, mins): (&[f32; 8], &[f32; 8]),
+        cap: Option<i8>,
+        mut bad: __m256,
+    ) -> bool {
         for k in 0..8 {
             let (xb, yb) = (&x[32 * k..32 * k + 32], &mut y[bb * k..bb * (k + 1)]);
-            yb[0..2].copy_from_slice(&hd[k].to_le_bytes());
-            yb[2..4].copy_from_slice(&hm[k].to_le_bytes());
-            let v = load4(xb);
-            bad = nan4(bad, &v);
-            let (idv, minv) = (_mm256_set1_ps(id[k]), _mm256_set1_ps(mins[k]));
-            let mut q = [_mm256_setzero_si256(); 4];
-            for r in 0..4 {
-                q[r] = _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v[r], minv), idv), c));
-            }
-            let b = bytes32(&q);
-            put(cap.map_or(b, |n| _mm256_min_epi8(b, _mm256_set1_epi8(n))), &mut yb[4..]);
+            bad = nan4(bad, &load4(xb));
+            let b = bytes32(&min_quants(xb, id[k], mins[k]));
+            put_bytes::<BITS>(cap.map_or(b, |n| _mm256_min_epi8(b, _mm256_set1_epi8(n))), &mut yb[4..]);
         }
         _mm256_movemask_ps(bad) != 0
     }
@@ -606,6 +912,64 @@ pub(crate) mod avx2 {
         let mut a = [0f32; 8];
         _mm256_storeu_ps(a.as_mut_ptr(), v);
         a
+    }
+
+    /// The transpose of 8 rows of 8 lanes: lane `k` of result `i` is lane `i` of `r[k]`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn transpose8(r: &[__m256; 8]) -> [__m256; 8] {
+        let t = [
+            _mm256_unpacklo_ps(r[0], r[1]),
+            _mm256_unpackhi_ps(r[0], r[1]),
+            _mm256_unpacklo_ps(r[2], r[3]),
+            _mm256_unpackhi_ps(r[2], r[3]),
+            _mm256_unpacklo_ps(r[4], r[5]),
+            _mm256_unpackhi_ps(r[4], r[5]),
+            _mm256_unpacklo_ps(r[6], r[7]),
+            _mm256_unpackhi_ps(r[6], r[7]),
+        ];
+        let s = [
+            _mm256_shuffle_ps::<0x44>(t[0], t[2]),
+            _mm256_shuffle_ps::<0xEE>(t[0], t[2]),
+            _mm256_shuffle_ps::<0x44>(t[1], t[3]),
+            _mm256_shuffle_ps::<0xEE>(t[1], t[3]),
+            _mm256_shuffle_ps::<0x44>(t[4], t[6]),
+            _mm256_shuffle_ps::<0xEE>(t[4], t[6]),
+            _mm256_shuffle_ps::<0x44>(t[5], t[7]),
+            _mm256_shuffle_ps::<0xEE>(t[5], t[7]),
+        ];
+        [
+            _mm256_permute2f128_ps::<0x20>(s[0], s[4]),
+            _mm256_permute2f128_ps::<0x20>(s[1], s[5]),
+            _mm256_permute2f128_ps::<0x20>(s[2], s[6]),
+            _mm256_permute2f128_ps::<0x20>(s[3], s[7]),
+            _mm256_permute2f128_ps::<0x31>(s[0], s[4]),
+            _mm256_permute2f128_ps::<0x31>(s[1], s[5]),
+            _mm256_permute2f128_ps::<0x31>(s[2], s[6]),
+            _mm256_permute2f128_ps::<0x31>(s[3], s[7]),
+        ]
+    }
+
+    /// [`super::transpose_in`] with 8x8 register transposes (`N` and `W` multiples of 8): the same
+    /// values, moved by shuffles instead of one insert per value.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn transpose_in8<const N: usize, const W: usize>(src: &[f32]) -> [[f32; W]; N] {
+        let src = &src[..N * W];
+        let mut x = [[0f32; W]; N];
+        for i0 in (0..N).step_by(8) {
+            for k0 in (0..W).step_by(8) {
+                let mut r = [_mm256_setzero_ps(); 8];
+                for k in 0..8 {
+                    r[k] = _mm256_loadu_ps(src[(k0 + k) * N + i0..][..8].as_ptr());
+                }
+                let c = transpose8(&r);
+                for i in 0..8 {
+                    _mm256_storeu_ps(x[i0 + i][k0..k0 + 8].as_mut_ptr(), c[i]);
+                }
+            }
+        }
+        x
     }
 
     /// `make_qkx2_quants` on 8 sub-blocks of `N` values; `lq` receives the quants (as f32).
@@ -750,8 +1114,8 @@ pub(crate) mod avx2 {
         nmax: i32,
         asym: bool,
     ) -> ([f32; 8], [f32; 8], [[u8; 32]; 8]) {
-        let xv = load_rows(&super::transpose_in::<32, 8>(x), 0);
-        let qv = load_rows(&super::transpose_in::<32, 8>(qw), 0);
+        let xv = load_rows(&transpose_in8::<32, 8>(x), 0);
+        let qv = load_rows(&transpose_in8::<32, 8>(qw), 0);
         let s2 = _mm256_set1_ps(sigma2);
         let mut w = [_mm256_setzero_ps(); 32];
         for i in 0..32 {

@@ -187,7 +187,6 @@ pub fn quantize_row_imatrix(x: &[f32], qw: &[f32], dst: &mut [u8]) {
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod lanes {
     use super::super::kquant_lanes::avx2::*;
-    use super::super::kquant_lanes::transpose_in;
     use super::super::kquant_search::{make_qp_quants, nearest_int, put_f16, sum_sq};
     use super::{BLOCK_BYTES, BLOCK_WEIGHTS};
     use std::arch::x86_64::*;
@@ -208,7 +207,7 @@ pub(crate) mod lanes {
     #[inline]
     #[target_feature(enable = "avx2")]
     unsafe fn halves(x: &[f32]) -> [[__m256; 16]; 2] {
-        let xt = transpose_in::<16, 16>(x);
+        let xt = transpose_in8::<16, 16>(x);
         [load_rows(&xt, 0), load_rows(&xt, 8)]
     }
 
@@ -277,7 +276,7 @@ pub(crate) mod lanes {
         qw: &[f32],
         sigma2: f32,
     ) -> ([[__m256; 16]; 2], [f32; 16]) {
-        let qt = transpose_in::<16, 16>(qw);
+        let qt = transpose_in8::<16, 16>(qw);
         let s2 = _mm256_set1_ps(sigma2);
         let mut w = [[_mm256_setzero_ps(); 16]; 2];
         let mut sw = [0f32; 16];

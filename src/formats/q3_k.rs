@@ -193,7 +193,6 @@ pub fn quantize_row_imatrix(x: &[f32], qw: &[f32], dst: &mut [u8]) {
 #[cfg(target_arch = "x86_64")]
 mod lanes {
     use super::super::kquant_lanes::avx2::*;
-    use super::super::kquant_lanes::transpose_in;
     use super::super::kquant_search::{make_qx_quants, nearest_int, put_f16, sum_sq};
     use super::super::q2_k::lanes::imatrix_weights;
     use super::{pack_scale, BLOCK_BYTES, BLOCK_WEIGHTS};
@@ -259,7 +258,7 @@ mod lanes {
     #[inline]
     #[target_feature(enable = "avx2")]
     unsafe fn halves(x: &[f32]) -> [[__m256; 16]; 2] {
-        let xt = transpose_in::<16, 16>(x);
+        let xt = transpose_in8::<16, 16>(x);
         [load_rows(&xt, 0), load_rows(&xt, 8)]
     }
 

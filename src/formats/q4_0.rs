@@ -139,7 +139,7 @@ mod lanes {
     #[inline]
     #[target_feature(enable = "avx2,f16c")]
     unsafe fn blocks8(x: &[f32], y: &mut [u8]) -> bool {
-        absmax_blocks8(x, y, BLOCK_BYTES, (-8.0, 8.5, 15), |b, qs| unsafe { put_q4(b, qs) })
+        absmax_blocks8::<4>(x, y, BLOCK_BYTES, (-8.0, 8.5, 15))
     }
 
     /// Returns whether the input may hold a NaN or an infinity.

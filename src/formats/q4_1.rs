@@ -148,7 +148,7 @@ mod lanes {
     #[inline]
     #[target_feature(enable = "avx2,f16c")]
     unsafe fn blocks8(x: &[f32], y: &mut [u8]) -> bool {
-        min_max_blocks8(x, y, BLOCK_BYTES, (15.0, Some(15)), |b, qs| unsafe { put_q4(b, qs) })
+        min_max_blocks8::<4>(x, y, BLOCK_BYTES, (15.0, Some(15)))
     }
 
     /// Returns whether the input may hold a NaN or an infinity.

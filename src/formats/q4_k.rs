@@ -241,7 +241,6 @@ pub fn quantize_row_imatrix(x: &[f32], qw: &[f32], dst: &mut [u8]) {
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod lanes {
     use super::super::kquant_lanes::avx2::*;
-    use super::super::kquant_lanes::transpose_in;
     use super::super::kquant_search::{make_qp_quants, nearest_int, put_f16, sum_sq};
     use super::{pack, pack_k4, scale_min_k4, BLOCK_BYTES};
     use std::arch::x86_64::*;
@@ -250,7 +249,7 @@ pub(crate) mod lanes {
     #[inline]
     #[target_feature(enable = "avx2")]
     unsafe fn prep(x: &[f32]) -> ([__m256; 32], [__m256; 32]) {
-        let xv = load_rows(&transpose_in::<32, 8>(x), 0);
+        let xv = load_rows(&transpose_in8::<32, 8>(x), 0);
         let mut sumsq = _mm256_setzero_ps();
         for v in &xv {
             sumsq = _mm256_add_ps(sumsq, _mm256_mul_ps(*v, *v));
@@ -268,8 +267,8 @@ pub(crate) mod lanes {
     #[inline]
     #[target_feature(enable = "avx2")]
     unsafe fn prep_imatrix(x: &[f32], qw: &[f32]) -> ([__m256; 32], [__m256; 32], [f32; 8]) {
-        let xv = load_rows(&transpose_in::<32, 8>(x), 0);
-        let qv = load_rows(&transpose_in::<32, 8>(qw), 0);
+        let xv = load_rows(&transpose_in8::<32, 8>(x), 0);
+        let qv = load_rows(&transpose_in8::<32, 8>(qw), 0);
         let sigma2 = 2.0 * sum_sq(&x[..256]) / 256.0;
         let s2 = _mm256_set1_ps(sigma2);
         let mut w = [_mm256_setzero_ps(); 32];

@@ -134,7 +134,7 @@ mod lanes {
     #[inline]
     #[target_feature(enable = "avx2,f16c")]
     unsafe fn blocks8(x: &[f32], y: &mut [u8]) -> bool {
-        absmax_blocks8(x, y, BLOCK_BYTES, (-16.0, 16.5, 31), |b, qs| unsafe { put_q5(b, qs) })
+        absmax_blocks8::<5>(x, y, BLOCK_BYTES, (-16.0, 16.5, 31))
     }
 
     /// Returns whether the input may hold a NaN or an infinity.

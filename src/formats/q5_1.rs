@@ -143,7 +143,7 @@ mod lanes {
     #[inline]
     #[target_feature(enable = "avx2,f16c")]
     unsafe fn blocks8(x: &[f32], y: &mut [u8]) -> bool {
-        min_max_blocks8(x, y, BLOCK_BYTES, (31.0, None), |b, qs| unsafe { put_q5(b, qs) })
+        min_max_blocks8::<5>(x, y, BLOCK_BYTES, (31.0, None))
     }
 
     /// Returns whether the input may hold a NaN or an infinity.

@@ -136,7 +136,6 @@ pub fn quantize_row_imatrix(x: &[f32], qw: &[f32], dst: &mut [u8]) {
 #[cfg(target_arch = "x86_64")]
 mod lanes {
     use super::super::kquant_lanes::avx2::*;
-    use super::super::kquant_lanes::transpose_in;
     use super::super::kquant_search::{nearest_int, put_f16, GROUP_MAX_EPS};
     use super::{BLOCK_BYTES, BLOCK_WEIGHTS};
     use std::arch::x86_64::*;
@@ -146,11 +145,11 @@ mod lanes {
     #[inline]
     #[target_feature(enable = "avx2")]
     unsafe fn halves(x: &[f32], qw: Option<&[f32]>) -> ([[__m256; 16]; 2], [[__m256; 16]; 2]) {
-        let xt = transpose_in::<16, 16>(x);
+        let xt = transpose_in8::<16, 16>(x);
         let h = [load_rows(&xt, 0), load_rows(&xt, 8)];
         let w = match qw {
             Some(q) => {
-                let qt = transpose_in::<16, 16>(q);
+                let qt = transpose_in8::<16, 16>(q);
                 [load_rows(&qt, 0), load_rows(&qt, 8)]
             }
             None => {
