@@ -133,10 +133,25 @@ pub fn run_helped(threads: usize, work: &(dyn Fn() + Sync)) {
         work();
         return;
     }
+    /// The address of `work`, valid until `Close` has seen every started copy finish: a raw pointer,
+    /// so that a pool thread that starts after the call returned holds no dangling reference.
+    #[derive(Clone, Copy)]
+    struct WorkPtr(*const (dyn Fn() + Sync + 'static));
+    // SAFETY: it points to a `Sync` closure, and is dereferenced only while that is alive (below).
+    unsafe impl Send for WorkPtr {}
+    impl WorkPtr {
+        /// SAFETY: the caller's copy of the work must not have returned past `Close`.
+        unsafe fn call(self) {
+            (*self.0)()
+        }
+    }
+
     let shared = Arc::new(Shared { state: AtomicUsize::new(0), caller: std::thread::current() });
-    // The address of `work`, valid until `Close` has seen every started copy finish.
-    // SAFETY (of the transmute): only the lifetime is erased; see the dereference below.
-    let work_static: &'static (dyn Fn() + Sync) = unsafe { std::mem::transmute(work) };
+    // SAFETY (of the transmute): a raw pointer whose trait object's lifetime bound is erased; it is
+    // only dereferenced while `work` is alive (see `call`).
+    let work_ptr = WorkPtr(unsafe {
+        std::mem::transmute::<*const (dyn Fn() + Sync + '_), *const (dyn Fn() + Sync + 'static)>(work)
+    });
     for _ in 1..threads {
         let shared = Arc::clone(&shared);
         rayon::spawn(move || {
@@ -154,7 +169,7 @@ pub fn run_helped(threads: usize, work: &(dyn Fn() + Sync)) {
             // SAFETY: this copy counted itself as running before the caller closed the state, and
             // the caller does not return (nor unwind) past `Close` while a copy runs, so `work`
             // is still alive.
-            work_static();
+            unsafe { work_ptr.call() };
         });
     }
     let _close = Close(&shared);
