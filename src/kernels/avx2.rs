@@ -39,6 +39,11 @@ pub fn set_stream_min_bytes(bytes: usize) {
     STREAM_MIN.store(bytes, Ordering::Relaxed);
 }
 
+/// The streaming-store threshold in force (the AVX-512 kernels use it too).
+pub(super) fn stream_min_bytes() -> usize {
+    STREAM_MIN.load(Ordering::Relaxed)
+}
+
 /// Whether this CPU runs the AVX2 kernels.
 pub fn supported() -> bool {
     std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("f16c")
