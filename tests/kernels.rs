@@ -300,7 +300,7 @@ fn large_outputs_with_streaming_stores_equal_portable() {
             let src = input(q, n_weights / q.block_size(), &mut rng);
             let want = reference(q, &src);
             let mut out = vec![0f32; want.len() + 8];
-            let aligned = (0..8).find(|&o| (out[o..].as_ptr() as usize) % 32 == 0).unwrap();
+            let aligned = (0..8).find(|&o| (out[o..].as_ptr() as usize).is_multiple_of(32)).unwrap();
             for off in [aligned, aligned + 4, aligned + 1] {
                 let dst = &mut out[off..off + want.len()];
                 kernels::decoder(q, kernel)(&src, dst);

@@ -66,9 +66,9 @@ fn store_kind(dst: &[f32]) -> u8 {
     let addr = dst.as_ptr() as usize;
     if std::mem::size_of_val(dst) < super::avx2::stream_min_bytes() {
         PLAIN
-    } else if addr % 64 == 0 {
+    } else if addr.is_multiple_of(64) {
         STREAM64
-    } else if addr % 32 == 0 {
+    } else if addr.is_multiple_of(32) {
         STREAM32
     } else {
         PLAIN
