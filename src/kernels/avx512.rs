@@ -261,17 +261,21 @@ fn mul_sub(a: __m512, b: __m512, c: __m512) -> __m512 {
     _mm512_sub_ps(_mm512_mul_ps(a, b), c)
 }
 
-/// `p + m` as the portable code computes it, for a product `p` and an offset `m`: with a NaN `m`,
-/// `p - m` gives p's NaN if p is one, else m's, as the portable `p + m` does (x86 returns the
-/// first operand's NaN): a subtraction keeps its operand order, an addition may be commuted by the
-/// compiler. Otherwise the order cannot matter.
+/// `p + m` as the portable code computes it, for a product `p` and an offset `m` (both quiet,
+/// being results of `vcvtph2ps` or a multiplication). With a NaN `m` (`NAN_M`), the NaN lanes are
+/// set explicitly to what x86 returns for the portable `p + m`: p's NaN if p is one, else m's. An
+/// addition may be commuted by the compiler, and subtracting instead (as the AVX2 kernel does)
+/// relies on `vsubps` returning the second operand's NaN unchanged, which the Bochs emulator that
+/// tests these kernels gets wrong (it flips its sign).
 #[target_feature(enable = "avx512f")]
 #[inline]
 fn add_m<const NAN_M: bool>(p: __m512, m: __m512) -> __m512 {
+    let r = _mm512_add_ps(p, m);
     if NAN_M {
-        _mm512_sub_ps(p, m)
+        let p_nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(p, p);
+        _mm512_mask_mov_ps(_mm512_mask_mov_ps(r, !p_nan, m), p_nan, p)
     } else {
-        _mm512_add_ps(p, m)
+        r
     }
 }
 
