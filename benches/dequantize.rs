@@ -107,7 +107,7 @@ fn ceiling(c: &mut Criterion) {
         });
         #[cfg(target_arch = "x86_64")]
         if kernels::available().contains(&Kernel::Avx2) {
-            let off = (0..8).find(|&o| (out[o..].as_ptr() as usize) % 32 == 0).unwrap();
+            let off = (0..8).find(|&o| (out[o..].as_ptr() as usize).is_multiple_of(32)).unwrap();
             g.bench_function("fill_stream", |b| {
                 b.iter(|| {
                     // SAFETY: AVX2 was checked; the pointer is 32-byte aligned and n + off <= len.
@@ -162,7 +162,7 @@ fn stream(c: &mut Criterion) {
             return;
         }
         let mut out = vec![0f32; LARGE + 8];
-        let off = (0..8).find(|&o| (out[o..].as_ptr() as usize) % 32 == 0).unwrap();
+        let off = (0..8).find(|&o| (out[o..].as_ptr() as usize).is_multiple_of(32)).unwrap();
         let mut one = |name: String, q: QuantType, n: usize, variants: &[(&str, usize, usize)]| {
             let src = input(q, n);
             let mut g = c.benchmark_group(name);

@@ -141,7 +141,7 @@ impl QuantType {
     /// Number of weights in `nbytes` bytes of this type, or the error explaining why it is not whole.
     pub fn weights_in(self, nbytes: usize) -> Result<usize> {
         let bs = self.type_size();
-        if nbytes % bs != 0 {
+        if !nbytes.is_multiple_of(bs) {
             return Err(Error::BadInputLength {
                 qtype: self,
                 block_bytes: bs,

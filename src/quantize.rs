@@ -156,7 +156,7 @@ pub fn imatrix_encoder(qtype: QuantType) -> Option<ImatrixEncodeFn> {
 /// Bytes that `n` values of `qtype` encode to (`n` must be a whole number of blocks).
 pub fn encoded_len(qtype: QuantType, n: usize) -> Result<usize> {
     let bs = qtype.block_size();
-    if n % bs != 0 {
+    if !n.is_multiple_of(bs) {
         return Err(Error::BadValueCount {
             what: format!("{qtype} quantization input (blocks of {bs} weights)"),
             len: n,
@@ -229,7 +229,7 @@ pub fn quantize_rows_into_with(x: &[f32], qtype: QuantType, out: &mut [u8], opts
     if opts.n_per_row == Some(0) {
         return Err(Error::InvalidArgument("n_per_row must be positive".into()));
     }
-    if n_per_row % bs != 0 {
+    if !n_per_row.is_multiple_of(bs) {
         return Err(Error::BadValueCount {
             what: format!("{qtype} row length n_per_row (blocks of {bs} weights)"),
             len: n_per_row,
@@ -237,7 +237,7 @@ pub fn quantize_rows_into_with(x: &[f32], qtype: QuantType, out: &mut [u8], opts
         });
     }
     let expected = encoded_len(qtype, n)?;
-    if n_per_row > 0 && n % n_per_row != 0 {
+    if n_per_row > 0 && !n.is_multiple_of(n_per_row) {
         return Err(Error::BadValueCount {
             what: "quantization input (whole rows)".into(),
             len: n,

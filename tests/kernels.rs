@@ -2,6 +2,14 @@
 //! random blocks, blocks whose fp16 fields are special (±Inf, quiet and signalling NaNs, ±0,
 //! subnormals, ±max), block counts that are not multiples of any SIMD width or thread chunk,
 //! unaligned input and output, several thread counts, and outputs large enough for streaming stores.
+//!
+//! Two environment variables serve the emulator run of `.ci/bochs-avx512` (AVX-512 under Bochs,
+//! ~100x slower than this machine): `REALIZAR_TEST_KERNELS=avx512` tests only the named kernels
+//! (comma list) and fails if this CPU does not run one of them; `REALIZAR_TEST_SCALE=0.05` shrinks
+//! the large cases (block counts above 65, the fp16 scale walk, the streaming-store threshold).
+//! Unset, every kernel this CPU runs is tested at full size; the first test prints which.
+
+use std::io::Write;
 
 use realizar::formats::portable;
 use realizar::kernels::{self, Kernel};
@@ -108,6 +116,41 @@ fn input(q: QuantType, nblocks: usize, rng: &mut Rng) -> Vec<u8> {
     b
 }
 
+/// `REALIZAR_TEST_SCALE` (default 1; at most 1).
+fn scale() -> f64 {
+    std::env::var("REALIZAR_TEST_SCALE").ok().map_or(1.0, |v| {
+        let s: f64 = v.trim().parse().expect("REALIZAR_TEST_SCALE must be a number");
+        assert!(s > 0.0, "REALIZAR_TEST_SCALE must be positive");
+        s.min(1.0)
+    })
+}
+
+/// A block count of a test list at the test scale: counts up to 65 are kept, larger ones shrunk
+/// (at least 65, odd, so still no multiple of a SIMD width or thread chunk).
+fn scaled(n: usize) -> usize {
+    if scale() >= 1.0 || n <= 65 {
+        n
+    } else {
+        ((n as f64 * scale()).ceil() as usize).max(65) | 1
+    }
+}
+
+/// The kernels under test: every one this CPU runs, or those named in `REALIZAR_TEST_KERNELS`,
+/// each of which must be supported here.
+fn kernels_under_test() -> Vec<Kernel> {
+    match std::env::var("REALIZAR_TEST_KERNELS") {
+        Ok(v) if !v.trim().is_empty() => v
+            .split(',')
+            .map(|name| {
+                let k = Kernel::from_name(name).unwrap();
+                assert!(k.is_supported(), "REALIZAR_TEST_KERNELS names {k}, which this CPU does not run");
+                k
+            })
+            .collect(),
+        _ => kernels::available(),
+    }
+}
+
 fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
@@ -138,10 +181,30 @@ fn reference(q: QuantType, src: &[u8]) -> Vec<f32> {
 #[test]
 fn this_cpu_runs_some_kernel() {
     let av = kernels::available();
+    let tested = kernels_under_test();
+    let names = |ks: &[Kernel]| ks.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ");
+    let skipped: Vec<Kernel> = Kernel::ALL.into_iter().filter(|k| !tested.contains(k)).collect();
+    // Straight to stderr (not `eprintln!`, which the test harness captures): always shown.
+    let _ = writeln!(
+        std::io::stderr(),
+        "kernels tested: {}; not tested: {} (this CPU runs: {})",
+        names(&tested),
+        if skipped.is_empty() { "none".to_string() } else { names(&skipped) },
+        names(&av)
+    );
     assert!(av.contains(&Kernel::Scalar));
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("f16c") {
         assert!(av.contains(&Kernel::Avx2), "AVX2 CPU but the AVX2 kernel is not offered: {av:?}");
+    }
+    // AVX-512 F + BW: the kernel is offered, chosen by default, and has every format.
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw") {
+        assert!(av.contains(&Kernel::Avx512), "AVX-512 CPU but the AVX-512 kernel is not offered: {av:?}");
+        assert_eq!(kernels::best(), Kernel::Avx512);
+        for q in QuantType::ALL {
+            assert!(kernels::avx512::decoder(q).is_some(), "no AVX-512 decoder for {q}");
+        }
     }
     // NEON is aarch64's baseline: the kernel is offered, chosen by default, and has every format.
     #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
@@ -157,11 +220,12 @@ fn this_cpu_runs_some_kernel() {
 #[test]
 fn every_kernel_equals_portable_on_odd_sizes_and_unaligned_slices() {
     let counts = [1usize, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 64, 65, 100, 257];
-    for kernel in kernels::available() {
+    for kernel in kernels_under_test() {
         for q in QuantType::ALL {
             let decode = kernels::decoder(q, kernel);
             let mut rng = Rng::new(q.ggml_id() as u64 * 1000 + 7);
             for &n in &counts {
+                let n = scaled(n);
                 let n = if q.block_size() == 1 { n * 3 } else { n }; // more values for F32/F16/BF16
                 let clean = input(q, n, &mut rng);
                 let want = reference(q, &clean);
@@ -189,10 +253,11 @@ fn every_kernel_equals_portable_on_odd_sizes_and_unaligned_slices() {
 #[test]
 fn every_kernel_and_thread_count_equals_portable() {
     let counts = [1usize, 2, 3, 7, 33, 1000, 4099];
-    for kernel in kernels::available() {
+    for kernel in kernels_under_test() {
         for q in QuantType::ALL {
             let mut rng = Rng::new(q.ggml_id() as u64 * 31 + 1);
             for &n in &counts {
+                let n = scaled(n);
                 let n = if q.block_size() == 1 { n * 5 } else { n };
                 let src = input(q, n, &mut rng);
                 let want = reference(q, &src);
@@ -218,17 +283,24 @@ fn every_kernel_and_thread_count_equals_portable() {
 #[test]
 fn large_outputs_with_streaming_stores_equal_portable() {
     #[cfg(target_arch = "x86_64")]
-    let min_bytes = realizar::kernels::avx2::STREAM_MIN_BYTES;
+    let min_bytes = if scale() < 1.0 {
+        // A lower threshold, so that small outputs take the streaming path too. It is global:
+        // other tests running meanwhile may stream as well, which changes no value.
+        realizar::kernels::avx2::set_stream_min_bytes(64 << 10);
+        64 << 10
+    } else {
+        realizar::kernels::avx2::STREAM_MIN_BYTES
+    };
     #[cfg(not(target_arch = "x86_64"))]
     let min_bytes = 16 << 20;
-    for kernel in kernels::available() {
+    for kernel in kernels_under_test() {
         for q in [QuantType::Q4_0, QuantType::Q6_K, QuantType::Q3_K, QuantType::F16] {
             let mut rng = Rng::new(99 + q.ggml_id() as u64);
             let n_weights = min_bytes / 4 + 3 * 256;
             let src = input(q, n_weights / q.block_size(), &mut rng);
             let want = reference(q, &src);
             let mut out = vec![0f32; want.len() + 8];
-            let aligned = (0..8).find(|&o| (out[o..].as_ptr() as usize) % 32 == 0).unwrap();
+            let aligned = (0..8).find(|&o| (out[o..].as_ptr() as usize).is_multiple_of(32)).unwrap();
             for off in [aligned, aligned + 4, aligned + 1] {
                 let dst = &mut out[off..off + want.len()];
                 kernels::decoder(q, kernel)(&src, dst);
@@ -246,19 +318,30 @@ fn large_outputs_with_streaming_stores_equal_portable() {
 /// Every fp16 scale value (all 65,536) in each block format, against the portable decoder.
 #[test]
 fn every_fp16_scale_value() {
-    for kernel in kernels::available() {
+    for kernel in kernels_under_test() {
         for q in QuantType::ALL {
             let fields = f16_fields(q);
             if fields.is_empty() {
                 continue;
             }
             let mut rng = Rng::new(5 + q.ggml_id() as u64);
-            let mut src = input(q, 65536, &mut rng);
-            for (h, blk) in src.chunks_exact_mut(q.type_size()).enumerate() {
-                // First field walks every value; the second (if any) gets a shuffled one.
-                blk[fields[0]..fields[0] + 2].copy_from_slice(&(h as u16).to_le_bytes());
+            // Every value; at a test scale below 1, every `1 / scale`-th (a prime step) and the
+            // special ones.
+            let values: Vec<u16> = if scale() >= 1.0 {
+                (0..=u16::MAX).collect()
+            } else {
+                let step = [2usize, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61]
+                    .into_iter()
+                    .rfind(|&p| p as f64 * scale() <= 1.0)
+                    .unwrap_or(2);
+                (0..=u16::MAX).step_by(step).chain(SPECIAL_F16).collect()
+            };
+            let mut src = input(q, values.len(), &mut rng);
+            for (&h, blk) in values.iter().zip(src.chunks_exact_mut(q.type_size())) {
+                // First field walks the values; the second (if any) gets a shuffled one.
+                blk[fields[0]..fields[0] + 2].copy_from_slice(&h.to_le_bytes());
                 if let Some(&f) = fields.get(1) {
-                    let other = (h as u16).wrapping_mul(40503).rotate_left(5);
+                    let other = h.wrapping_mul(40503).rotate_left(5);
                     blk[f..f + 2].copy_from_slice(&other.to_le_bytes());
                 }
             }
@@ -285,7 +368,7 @@ fn many_jobs_in_one_call_equal_portable() {
     let mut rng = Rng::new(99);
     let mut inputs = Vec::new();
     for q in QuantType::ALL {
-        for n in [0usize, 1, 3, 1000] {
+        for n in [0usize, 1, 3, scaled(1000)] {
             let n = if q.block_size() == 1 { n * 40 } else { n };
             inputs.push((q, input(q, n, &mut rng)));
         }
@@ -295,8 +378,9 @@ fn many_jobs_in_one_call_equal_portable() {
         inputs.insert(7, (q, input(q, n, &mut rng)));
     }
     let wants: Vec<Vec<f32>> = inputs.iter().map(|(q, src)| reference(*q, src)).collect();
-    for kernel in kernels::available() {
-        for threads in [0, 1, 2, 3, 8] {
+    for kernel in kernels_under_test() {
+        let threads_list: &[usize] = if scale() < 1.0 { &[0, 3] } else { &[0, 1, 2, 3, 8] };
+        for &threads in threads_list {
             let mut outs: Vec<Vec<f32>> = wants.iter().map(|w| vec![f32::from_bits(0x7FBA_D0D0); w.len()]).collect();
             let mut jobs: Vec<_> =
                 inputs.iter().zip(outs.iter_mut()).map(|((q, s), o)| (&s[..], *q, &mut o[..])).collect();

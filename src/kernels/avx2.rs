@@ -39,6 +39,11 @@ pub fn set_stream_min_bytes(bytes: usize) {
     STREAM_MIN.store(bytes, Ordering::Relaxed);
 }
 
+/// The streaming-store threshold in force (the AVX-512 kernels use it too).
+pub(super) fn stream_min_bytes() -> usize {
+    STREAM_MIN.load(Ordering::Relaxed)
+}
+
 /// Whether this CPU runs the AVX2 kernels.
 pub fn supported() -> bool {
     std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("f16c")
@@ -75,7 +80,7 @@ const STREAM32: u8 = 1;
 /// 16-byte aligned, as NumPy's large arrays are, get plain stores: pairs of 16-byte streaming
 /// stores and staging through an L1 buffer both measured between 0.6x and 1.7x of plain stores.)
 fn store_kind(dst: &[f32]) -> u8 {
-    if std::mem::size_of_val(dst) >= STREAM_MIN.load(Ordering::Relaxed) && (dst.as_ptr() as usize) % 32 == 0 {
+    if std::mem::size_of_val(dst) >= STREAM_MIN.load(Ordering::Relaxed) && (dst.as_ptr() as usize).is_multiple_of(32) {
         STREAM32
     } else {
         PLAIN
