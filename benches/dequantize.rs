@@ -118,7 +118,7 @@ fn ceiling(c: &mut Criterion) {
         }
         // The two-thread ceiling: what the memory takes when both cores write (halves, 32-byte aligned).
         if n == LARGE && rayon::current_num_threads() >= 2 {
-            let off = (0..8).find(|&o| (out[o..].as_ptr() as usize) % 32 == 0).unwrap();
+            let off = (0..8).find(|&o| (out[o..].as_ptr() as usize).is_multiple_of(32)).unwrap();
             let (a, b) = out[off..off + n].split_at_mut(n / 2);
             g.bench_function("fill_2t", |bch| {
                 bch.iter(|| rayon::join(|| a.fill(black_box(1.0)), || b.fill(black_box(1.0))))
