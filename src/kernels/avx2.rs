@@ -20,7 +20,8 @@
 use std::arch::x86_64::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::formats::{fp16_to_f32, DecodeFn};
+use super::portable_values;
+use crate::formats::DecodeFn;
 use crate::QuantType;
 
 /// Outputs (per call, so per thread) at least this large are written with streaming stores when
@@ -664,19 +665,11 @@ unsafe fn f16_avx2<const ST: u8>(src: *const u8, dst: *mut f32, n: usize) {
             st::<ST>(dst.add(i), _mm256_cvtph_ps(_mm256_castsi256_si128(v)));
             st::<ST>(dst.add(i + 8), _mm256_cvtph_ps(_mm256_extracti128_si256(v, 1)));
         } else {
-            f16_scalar(src.add(2 * i), dst.add(i), 16);
+            portable_values(QuantType::F16, src.add(2 * i), dst.add(i), 16);
         }
         i += 16;
     }
-    f16_scalar(src.add(2 * i), dst.add(i), n - i);
-}
-
-/// `n` fp16 values at `src` to `dst`, as the portable decoder does.
-#[inline(always)]
-unsafe fn f16_scalar(src: *const u8, dst: *mut f32, n: usize) {
-    for k in 0..n {
-        *dst.add(k) = fp16_to_f32(src.add(2 * k).cast::<u16>().read_unaligned());
-    }
+    portable_values(QuantType::F16, src.add(2 * i), dst.add(i), n - i);
 }
 
 /// F32: 8 values at a time, copied.
@@ -690,9 +683,7 @@ unsafe fn f32_avx2<const ST: u8>(src: *const u8, dst: *mut f32, n: usize) {
         st::<ST>(dst.add(i + 8), b);
         i += 16;
     }
-    for k in i..n {
-        *dst.add(k) = src.add(4 * k).cast::<f32>().read_unaligned();
-    }
+    portable_values(QuantType::F32, src.add(4 * i), dst.add(i), n - i);
 }
 
 /// BF16: each value shifted into the upper half of an f32.
@@ -704,7 +695,5 @@ unsafe fn bf16_avx2<const ST: u8>(src: *const u8, dst: *mut f32, n: usize) {
         st::<ST>(dst.add(i), _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)));
         i += 8;
     }
-    for k in i..n {
-        *dst.add(k) = f32::from_bits((src.add(2 * k).cast::<u16>().read_unaligned() as u32) << 16);
-    }
+    portable_values(QuantType::BF16, src.add(2 * i), dst.add(i), n - i);
 }

@@ -23,7 +23,8 @@
 
 use std::arch::x86_64::*;
 
-use crate::formats::{fp16_to_f32, DecodeFn};
+use super::portable_values;
+use crate::formats::DecodeFn;
 use crate::QuantType;
 
 /// Whether this CPU runs the AVX-512 kernels (F and BW, with the OS saving the registers).
@@ -587,19 +588,11 @@ unsafe fn f16_avx512<const ST: u8>(src: *const u8, dst: *mut f32, n: usize) {
             st::<ST>(dst.add(i), _mm512_cvtph_ps(_mm512_castsi512_si256(v)));
             st::<ST>(dst.add(i + 16), _mm512_cvtph_ps(_mm512_extracti64x4_epi64::<1>(v)));
         } else {
-            f16_scalar(src.add(2 * i), dst.add(i), 32);
+            portable_values(QuantType::F16, src.add(2 * i), dst.add(i), 32);
         }
         i += 32;
     }
-    f16_scalar(src.add(2 * i), dst.add(i), n - i);
-}
-
-/// `n` fp16 values at `src` to `dst`, as the portable decoder does.
-#[inline(always)]
-unsafe fn f16_scalar(src: *const u8, dst: *mut f32, n: usize) {
-    for k in 0..n {
-        *dst.add(k) = fp16_to_f32(src.add(2 * k).cast::<u16>().read_unaligned());
-    }
+    portable_values(QuantType::F16, src.add(2 * i), dst.add(i), n - i);
 }
 
 /// F32: 32 values at a time, copied.
@@ -613,9 +606,7 @@ unsafe fn f32_avx512<const ST: u8>(src: *const u8, dst: *mut f32, n: usize) {
         st::<ST>(dst.add(i + 16), b);
         i += 32;
     }
-    for k in i..n {
-        *dst.add(k) = src.add(4 * k).cast::<f32>().read_unaligned();
-    }
+    portable_values(QuantType::F32, src.add(4 * i), dst.add(i), n - i);
 }
 
 /// BF16: each value shifted into the upper half of an f32, 16 at a time.
@@ -627,7 +618,5 @@ unsafe fn bf16_avx512<const ST: u8>(src: *const u8, dst: *mut f32, n: usize) {
         st::<ST>(dst.add(i), _mm512_castsi512_ps(_mm512_slli_epi32::<16>(v)));
         i += 16;
     }
-    for k in i..n {
-        *dst.add(k) = f32::from_bits((src.add(2 * k).cast::<u16>().read_unaligned() as u32) << 16);
-    }
+    portable_values(QuantType::BF16, src.add(2 * i), dst.add(i), n - i);
 }

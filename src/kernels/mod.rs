@@ -148,6 +148,21 @@ pub fn set_kernel(kernel: Option<Kernel>) -> Result<Kernel> {
     Ok(k)
 }
 
+/// The portable decoder of a one-value-per-element format (F32, F16, BF16) on `n` values at raw
+/// pointers: the SIMD kernels' tails, and the groups they leave to the reference (F16 NaNs).
+///
+/// # Safety
+/// `src` must be readable for `n * qtype.type_size()` bytes and `dst` writable for `n` floats, and
+/// the two must not overlap.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) unsafe fn portable_values(qtype: QuantType, src: *const u8, dst: *mut f32, n: usize) {
+    debug_assert_eq!(qtype.block_size(), 1);
+    // SAFETY: the caller's guarantees.
+    let (src, dst) =
+        unsafe { (std::slice::from_raw_parts(src, n * qtype.type_size()), std::slice::from_raw_parts_mut(dst, n)) };
+    formats::portable(qtype)(src, dst);
+}
+
 /// The decoder of `qtype` on `kernel` (the portable one where the kernel has none for it).
 /// `kernel` must be supported by this CPU: the SIMD functions are only sound there.
 pub fn decoder(qtype: QuantType, kernel: Kernel) -> DecodeFn {

@@ -22,7 +22,8 @@
 
 use std::arch::aarch64::*;
 
-use crate::formats::{fp16_to_f32, DecodeFn};
+use super::portable_values;
+use crate::formats::DecodeFn;
 use crate::QuantType;
 
 /// Whether this CPU runs the NEON kernels (NEON is part of the aarch64 baseline; the kernels read
@@ -530,9 +531,7 @@ unsafe fn f16_neon(src: *const u8, dst: *mut f32, n: usize) {
         vst1q_f32(dst.add(i + 4), h4_to_f32(vget_high_u16(v)));
         i += 8;
     }
-    for k in i..n {
-        *dst.add(k) = fp16_to_f32(u16::from_le(src.add(2 * k).cast::<u16>().read_unaligned()));
-    }
+    portable_values(QuantType::F16, src.add(2 * i), dst.add(i), n - i);
 }
 
 /// F32: 16 values at a time, copied.
@@ -545,9 +544,7 @@ unsafe fn f32_neon(src: *const u8, dst: *mut f32, n: usize) {
         st16(dst.add(i), v.map(|x| vreinterpretq_f32_u8(x)));
         i += 16;
     }
-    for k in i..n {
-        *dst.add(k) = f32::from_bits(u32_at(src.add(4 * k)));
-    }
+    portable_values(QuantType::F32, src.add(4 * i), dst.add(i), n - i);
 }
 
 /// BF16: each value shifted into the upper half of an f32.
@@ -560,7 +557,5 @@ unsafe fn bf16_neon(src: *const u8, dst: *mut f32, n: usize) {
         vst1q_f32(dst.add(i + 4), vreinterpretq_f32_u32(vshll_high_n_u16::<16>(v)));
         i += 8;
     }
-    for k in i..n {
-        *dst.add(k) = f32::from_bits((u16::from_le(src.add(2 * k).cast::<u16>().read_unaligned()) as u32) << 16);
-    }
+    portable_values(QuantType::BF16, src.add(2 * i), dst.add(i), n - i);
 }
