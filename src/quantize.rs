@@ -524,21 +524,14 @@ mod tests {
             for sign in [1.0f32, -1.0] {
                 // Block `k` of each group of 8 gets scale `s` when `k` is in `pattern`.
                 for pattern in [0x01u32, 0x80, 0xff, 0x5a] {
-                    let mut y = x.clone();
-                    for (b, blk) in y.chunks_exact_mut(32).enumerate() {
-                        if pattern & (1 << (b % 8)) != 0 {
-                            for (j, v) in blk.iter_mut().enumerate() {
-                                *v = if (j + b + i) % 9 == 0 { 0.0 } else { sign * s * (*v / 4.0).clamp(-1.0, 1.0) };
-                            }
+                    let scaled = |v: f32, j: usize, b: usize| {
+                        if (j + b + i).is_multiple_of(9) {
+                            0.0
+                        } else {
+                            sign * s * (v / 4.0).clamp(-1.0, 1.0)
                         }
-                    }
-                    for &t in &QuantType::ALL {
-                        let n = encoded_len(t, y.len()).unwrap();
-                        let (mut a, mut b) = (vec![0u8; n], vec![0u8; n]);
-                        encoder(t)(&y, &mut a);
-                        fast_encoder(t)(&y, &mut b);
-                        assert!(a == b, "{t} scale {s} sign {sign} pattern {pattern:#x}");
-                    }
+                    };
+                    assert_fast_equals_reference_patterned(&x, pattern, scaled, &format!("scale {s} sign {sign}"));
                 }
             }
         }
@@ -560,22 +553,33 @@ mod tests {
         ];
         for (ki, kind) in kinds.iter().enumerate() {
             for pattern in [0x01u32, 0x10, 0xff, 0x5a] {
-                let mut y = x.clone();
-                for (b, blk) in y.chunks_exact_mut(32).enumerate() {
-                    if pattern & (1 << (b % 8)) != 0 {
-                        for (j, v) in blk.iter_mut().enumerate() {
-                            *v = kind(*v, j);
-                        }
-                    }
-                }
-                for &t in &QuantType::ALL {
-                    let n = encoded_len(t, y.len()).unwrap();
-                    let (mut a, mut b) = (vec![0u8; n], vec![0u8; n]);
-                    encoder(t)(&y, &mut a);
-                    fast_encoder(t)(&y, &mut b);
-                    assert!(a == b, "{t} kind {ki} pattern {pattern:#x}");
+                assert_fast_equals_reference_patterned(&x, pattern, |v, j, _| kind(v, j), &format!("kind {ki}"));
+            }
+        }
+    }
+
+    /// Gives the blocks `b` of `x` with bit `b % 8` set in `pattern` the values `f(value, j, b)`
+    /// (`j`: the position in the block), then checks every fast encoder against the reference.
+    fn assert_fast_equals_reference_patterned(
+        x: &[f32],
+        pattern: u32,
+        f: impl Fn(f32, usize, usize) -> f32,
+        what: &str,
+    ) {
+        let mut y = x.to_vec();
+        for (b, blk) in y.chunks_exact_mut(32).enumerate() {
+            if pattern & (1 << (b % 8)) != 0 {
+                for (j, v) in blk.iter_mut().enumerate() {
+                    *v = f(*v, j, b);
                 }
             }
+        }
+        for &t in &QuantType::ALL {
+            let n = encoded_len(t, y.len()).unwrap();
+            let (mut a, mut b) = (vec![0u8; n], vec![0u8; n]);
+            encoder(t)(&y, &mut a);
+            fast_encoder(t)(&y, &mut b);
+            assert!(a == b, "{t} {what} pattern {pattern:#x}");
         }
     }
 
