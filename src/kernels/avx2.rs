@@ -20,7 +20,7 @@
 use std::arch::x86_64::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::portable_values;
+use super::{portable_values, u32_at};
 use crate::formats::DecodeFn;
 use crate::QuantType;
 
@@ -200,12 +200,6 @@ unsafe fn u8x8(p: *const u8) -> __m256i {
 #[inline]
 unsafe fn i8x8(p: *const u8) -> __m256i {
     _mm256_cvtepi8_epi32(_mm_loadl_epi64(p.cast::<__m128i>()))
-}
-
-/// The little-endian u32 at `p`.
-#[inline(always)]
-unsafe fn u32_at(p: *const u8) -> u32 {
-    u32::from_le(p.cast::<u32>().read_unaligned())
 }
 
 /// Lane `i` of `v` in all 8 lanes.

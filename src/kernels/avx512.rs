@@ -23,7 +23,7 @@
 
 use std::arch::x86_64::*;
 
-use super::portable_values;
+use super::{portable_values, u16_at, u32_at};
 use crate::formats::DecodeFn;
 use crate::QuantType;
 
@@ -195,18 +195,6 @@ unsafe fn u8x16(p: *const u8) -> __m512i {
 #[inline]
 unsafe fn i8x16(p: *const u8) -> __m512i {
     _mm512_cvtepi8_epi32(_mm_loadu_si128(p.cast::<__m128i>()))
-}
-
-/// The little-endian u32 at `p`.
-#[inline(always)]
-unsafe fn u32_at(p: *const u8) -> u32 {
-    u32::from_le(p.cast::<u32>().read_unaligned())
-}
-
-/// The little-endian u16 at `p`.
-#[inline(always)]
-unsafe fn u16_at(p: *const u8) -> u16 {
-    u16::from_le(p.cast::<u16>().read_unaligned())
 }
 
 /// Lane `i` of `v` in all 16 lanes.

@@ -148,6 +148,28 @@ pub fn set_kernel(kernel: Option<Kernel>) -> Result<Kernel> {
     Ok(k)
 }
 
+/// The little-endian u32 at `p` (unaligned), for the SIMD kernels.
+///
+/// # Safety
+/// `p` must be readable for 4 bytes.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[inline(always)]
+pub(crate) unsafe fn u32_at(p: *const u8) -> u32 {
+    // SAFETY: the caller's guarantee.
+    u32::from_le(unsafe { p.cast::<u32>().read_unaligned() })
+}
+
+/// The little-endian u16 at `p` (unaligned), for the SIMD kernels.
+///
+/// # Safety
+/// `p` must be readable for 2 bytes.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) unsafe fn u16_at(p: *const u8) -> u16 {
+    // SAFETY: the caller's guarantee.
+    u16::from_le(unsafe { p.cast::<u16>().read_unaligned() })
+}
+
 /// The portable decoder of a one-value-per-element format (F32, F16, BF16) on `n` values at raw
 /// pointers: the SIMD kernels' tails, and the groups they leave to the reference (F16 NaNs).
 ///

@@ -22,7 +22,7 @@
 
 use std::arch::aarch64::*;
 
-use super::portable_values;
+use super::{portable_values, u32_at};
 use crate::formats::DecodeFn;
 use crate::QuantType;
 
@@ -164,12 +164,6 @@ unsafe fn h_dup(p: *const u8) -> float32x4_t {
 unsafe fn h2_dup(p: *const u8) -> (float32x4_t, float32x4_t) {
     let v = h4_to_f32(vreinterpret_u16_u32(vdup_n_u32(u32_at(p))));
     (vdupq_laneq_f32::<0>(v), vdupq_laneq_f32::<1>(v))
-}
-
-/// The little-endian u32 at `p`.
-#[inline(always)]
-unsafe fn u32_at(p: *const u8) -> u32 {
-    u32::from_le(p.cast::<u32>().read_unaligned())
 }
 
 /// 16 unsigned bytes as four vectors of f32 (exact).
