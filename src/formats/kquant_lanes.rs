@@ -824,11 +824,20 @@ pub(crate) mod avx2 {
         _mm_packus_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256::<1>(w))
     }
 
+    /// The 16 sub-blocks of 16 weights of a block as two groups of 8 lanes (sub-block `8g + k` in
+    /// lane `k` of group `g`; vector `i` holds each one's weight `i`).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn halves16(x: &[f32]) -> [[__m256; 16]; 2] {
+        let xt = transpose_in8::<16, 16>(x);
+        [load_rows(&xt, 0), load_rows(&xt, 8)]
+    }
+
     /// The K-quants' second pass in weight order, for sub-blocks of `S` weights (16 or 32): byte
     /// `S * j + i` is `clamp(nearest_int(v / d[j]), lo, hi) + off` with `v = x[S * j + i]`, or
     /// `v = x[S * j + i] + m[j]` when `m` is given, as ggml's loops compute it (each weight's own
-    /// add and division). Sub-blocks with `d[j] == 0`, which ggml skips (they keep the quants of
-    /// the search), are left 0 and returned as bit `j` of the mask.
+    /// add and division). Sub-blocks with `d[j] == 0`, which ggml skips, keep the quants of the
+    /// search: byte `S * j + i` is then `search(j, i)`.
     #[inline]
     #[target_feature(enable = "avx2")]
     pub unsafe fn requant_bytes<const S: usize>(
@@ -838,14 +847,16 @@ pub(crate) mod avx2 {
         lo: i32,
         hi: i32,
         off: i32,
-    ) -> ([u8; 256], u32) {
+        search: impl Fn(usize, usize) -> u8,
+    ) -> [u8; 256] {
         let x = &x[..256];
         let mut out = [0u8; 256];
-        let mut skipped = 0u32;
         let (lov, hiv, offv) = (_mm256_set1_epi32(lo), _mm256_set1_epi32(hi), _mm256_set1_epi32(off));
         for j in 0..256 / S {
             if d[j] == 0.0 {
-                skipped |= 1 << j;
+                for i in 0..S {
+                    out[S * j + i] = search(j, i);
+                }
                 continue;
             }
             let dv = _mm256_set1_ps(d[j]);
@@ -867,7 +878,7 @@ pub(crate) mod avx2 {
                 _mm_storeu_si128(out[16 * j..].as_mut_ptr() as *mut __m128i, b);
             }
         }
-        (out, skipped)
+        out
     }
 
     /// `G` groups of `N` rows as `N` rows of `G` (for the `_g` searches).

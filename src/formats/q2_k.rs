@@ -196,19 +196,11 @@ pub(crate) mod lanes {
     #[inline]
     #[target_feature(enable = "avx2")]
     unsafe fn block(x: &[f32], y: &mut [u8]) {
-        let h = halves(x);
+        let h = halves16(x);
         let w = [abs16(&h[0]), abs16(&h[1])];
         let mut lq2 = [[_mm256_setzero_ps(); 2]; 16];
         let (sv, mv) = make_qkx_g::<16, 2, false>(&group(&h), &group(&w), &mut lq2, 3, -0.5, 0.1, 15, true);
         finish(x, y, &[sv[0], sv[1]], &[mv[0], mv[1]], &ungroup2(&lq2, 0));
-    }
-
-    /// The 16 sub-blocks of a block as two groups of 8 lanes.
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn halves(x: &[f32]) -> [[__m256; 16]; 2] {
-        let xt = transpose_in8::<16, 16>(x);
-        [load_rows(&xt, 0), load_rows(&xt, 8)]
     }
 
     #[inline]
@@ -298,7 +290,7 @@ pub(crate) mod lanes {
     #[inline]
     #[target_feature(enable = "avx2")]
     unsafe fn block_imatrix(x: &[f32], qw: &[f32], y: &mut [u8]) {
-        let h = halves(x);
+        let h = halves16(x);
         let (w, sw) = imatrix_weights(&h, qw, sum_sq(&x[..256]) / 256.0);
         let mut lq2 = [[_mm256_setzero_ps(); 2]; 16];
         let (sv, mv) = make_qkx_g::<16, 2, true>(&group(&h), &group(&w), &mut lq2, 3, -0.9, 0.05, 36, false);
@@ -347,16 +339,7 @@ pub(crate) mod lanes {
             dv[j] = dm * (y[j] & 0xF) as f32;
             mv[j] = mm * (y[j] >> 4) as f32;
         }
-        let (mut L, skipped) = requant_bytes::<16>(x, &dv, Some(&mv), 0, 3, 0);
-        if skipped != 0 {
-            for j in 0..16 {
-                if skipped & (1 << j) != 0 {
-                    for i in 0..16 {
-                        L[16 * j + i] = to_arr(lq[j / 8][i])[j % 8] as u8;
-                    }
-                }
-            }
-        }
+        let L = requant_bytes::<16>(x, &dv, Some(&mv), 0, 3, 0, |j, i| to_arr(lq[j / 8][i])[j % 8] as u8);
         for h in 0..2 {
             let c = |j: usize| _mm256_loadu_si256(L[128 * h + 32 * j..].as_ptr() as *const __m256i);
             let v = _mm256_or_si256(

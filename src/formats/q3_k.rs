@@ -254,19 +254,11 @@ mod lanes {
         tail(x, lq, y, d_all);
     }
 
-    /// The 16 sub-blocks of a block as two groups of 8 lanes.
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn halves(x: &[f32]) -> [[__m256; 16]; 2] {
-        let xt = transpose_in8::<16, 16>(x);
-        [load_rows(&xt, 0), load_rows(&xt, 8)]
-    }
-
     /// `quantize_row_q3_K_ref` of one block, its 16 sub-blocks in two groups of 8 AVX2 lanes.
     #[inline]
     #[target_feature(enable = "avx2")]
     unsafe fn block(x: &[f32], y: &mut [u8]) {
-        let h = halves(x);
+        let h = halves16(x);
         let mut lq2 = [[_mm256_setzero_ps(); 2]; 16];
         let sv = make_q3_g::<16, 2>(&group(&h), &mut lq2, 4);
         finish(x, y, &scales16(sv[0], sv[1]), &ungroup2(&lq2, 0));
@@ -278,7 +270,7 @@ mod lanes {
     #[target_feature(enable = "avx2")]
     unsafe fn blocks2(x: &[f32], y: &mut [u8]) {
         let (x0, x1) = (&x[..256], &x[256..512]);
-        let (h0, h1) = (halves(x0), halves(x1));
+        let (h0, h1) = (halves16(x0), halves16(x1));
         let mut lq4 = [[_mm256_setzero_ps(); 4]; 16];
         let sv = make_q3_g::<16, 4>(&group(&[h0[0], h0[1], h1[0], h1[1]]), &mut lq4, 4);
         let (y0, y1) = y[..2 * BLOCK_BYTES].split_at_mut(BLOCK_BYTES);
@@ -290,7 +282,7 @@ mod lanes {
     #[inline]
     #[target_feature(enable = "avx2")]
     unsafe fn block_imatrix(x: &[f32], qw: &[f32], y: &mut [u8]) {
-        let h = halves(x);
+        let h = halves16(x);
         let (w, sw) = imatrix_weights(&h, qw, 2.0 * sum_sq(&x[..256]) / 256.0);
         let mut lq2 = [[_mm256_setzero_ps(); 2]; 16];
         let sv = make_qx_g::<16, 2>(&group(&h), &group(&w), &mut lq2, 4);
@@ -302,7 +294,7 @@ mod lanes {
     #[target_feature(enable = "avx2")]
     unsafe fn blocks2_imatrix(x: &[f32], qw: &[f32], y: &mut [u8]) {
         let (x0, x1) = (&x[..256], &x[256..512]);
-        let (h0, h1) = (halves(x0), halves(x1));
+        let (h0, h1) = (halves16(x0), halves16(x1));
         let (w0, sw0) = imatrix_weights(&h0, &qw[..256], 2.0 * sum_sq(x0) / 256.0);
         let (w1, sw1) = imatrix_weights(&h1, &qw[256..512], 2.0 * sum_sq(x1) / 256.0);
         let mut lq4 = [[_mm256_setzero_ps(); 4]; 16];
@@ -326,16 +318,7 @@ mod lanes {
             sc = ((sc as i32 | ((((s[8 + j % 4] >> (2 * (j / 4))) & 3) as i32) << 4)) - 32) as i8;
             dv[j] = d_all * sc as f32;
         }
-        let (mut L, skipped) = requant_bytes::<16>(x, &dv, None, -4, 3, 4);
-        if skipped != 0 {
-            for j in 0..16 {
-                if skipped & (1 << j) != 0 {
-                    for i in 0..16 {
-                        L[16 * j + i] = to_arr(lq[j / 8][i])[j % 8] as u8;
-                    }
-                }
-            }
-        }
+        let L = requant_bytes::<16>(x, &dv, None, -4, 3, 4, |j, i| to_arr(lq[j / 8][i])[j % 8] as u8);
         // Chunk c = 4h + j of 32 quants (weights 128h + 32j + l) sets bit c of hmask[l] where the
         // quant is above 3 and gives its low two bits to bits 2j..2j+2 of qs[32h + l].
         let mut c = [_mm256_setzero_si256(); 8];

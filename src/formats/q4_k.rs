@@ -389,17 +389,7 @@ pub(crate) mod lanes {
             dv[j] = d_all * sc as f32;
             dmv[j] = m_all * m as f32;
         }
-        let (mut L, skipped) = requant_bytes::<32>(x, &dv, Some(&dmv), 0, nmax, 0);
-        if skipped != 0 {
-            for j in 0..8 {
-                if skipped & (1 << j) != 0 {
-                    for i in 0..32 {
-                        L[32 * j + i] = to_arr(lq[i])[j] as u8;
-                    }
-                }
-            }
-        }
-        L
+        requant_bytes::<32>(x, &dv, Some(&dmv), 0, nmax, 0, |j, i| to_arr(lq[i])[j] as u8)
     }
 
     /// The reference encoder over whole blocks of `bb` bytes (Q4_K or Q5_K), two at a time, each

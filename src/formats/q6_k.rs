@@ -145,13 +145,9 @@ mod lanes {
     #[inline]
     #[target_feature(enable = "avx2")]
     unsafe fn halves(x: &[f32], qw: Option<&[f32]>) -> ([[__m256; 16]; 2], [[__m256; 16]; 2]) {
-        let xt = transpose_in8::<16, 16>(x);
-        let h = [load_rows(&xt, 0), load_rows(&xt, 8)];
+        let h = halves16(x);
         let w = match qw {
-            Some(q) => {
-                let qt = transpose_in8::<16, 16>(q);
-                [load_rows(&qt, 0), load_rows(&qt, 8)]
-            }
+            Some(q) => halves16(q),
             None => {
                 let mut w = [[_mm256_setzero_ps(); 16]; 2];
                 for g in 0..2 {
@@ -197,16 +193,7 @@ mod lanes {
             y[192 + ib] = sc as u8;
             dv[ib] = d_all * sc as f32;
         }
-        let (mut L, skipped) = requant_bytes::<16>(x, &dv, None, -32, 31, 32);
-        if skipped != 0 {
-            for j in 0..16 {
-                if skipped & (1 << j) != 0 {
-                    for i in 0..16 {
-                        L[16 * j + i] = to_arr(lq[j / 8][i])[j % 8] as u8;
-                    }
-                }
-            }
-        }
+        let L = requant_bytes::<16>(x, &dv, None, -32, 31, 32, |j, i| to_arr(lq[j / 8][i])[j % 8] as u8);
         // Chunk c = 4h + j holds weights 128h + 32j + l: its low nibbles go to ql[64h + 32(j % 2) + l]
         // (bits 4(j / 2)..), its high two bits to bits 2j.. of qh[32h + l].
         let mut c = [_mm256_setzero_si256(); 8];
