@@ -145,8 +145,6 @@ pub(crate) fn imatrix_scales_k(
     clamp63: bool,
 ) -> (f32, f32) {
     let mut Laux = [0u8; 32];
-    let mut Ls = [0u8; 8];
-    let mut Lm = [0u8; 8];
     let mut weights = [0f32; 32];
     let mut sw = [0f32; 8];
     let mut mins = [0f32; 8];
@@ -177,8 +175,18 @@ pub(crate) fn imatrix_scales_k(
             false,
         );
     }
-    let d_block = make_qp_quants(8, 63, &scales, &mut Ls, &sw);
-    let m_block = make_qp_quants(8, 63, &mins, &mut Lm, &sw);
+    put_qp_scales(y, &scales, &mins, &sw, clamp63)
+}
+
+/// The end of ggml's importance-weighted Q4_K/Q5_K scale search: the 8 sub-block scales and mins
+/// quantized to 6 bits by `make_qp_quants` (weights `sw`), packed into `y[4..16]`, and `d`, `dmin`
+/// written to `y[0..4]`; returns them as stored (fp16-rounded).
+#[allow(non_snake_case)]
+fn put_qp_scales(y: &mut [u8], scales: &[f32; 8], mins: &[f32; 8], sw: &[f32; 8], clamp63: bool) -> (f32, f32) {
+    let mut Ls = [0u8; 8];
+    let mut Lm = [0u8; 8];
+    let d_block = make_qp_quants(8, 63, scales, &mut Ls, sw);
+    let m_block = make_qp_quants(8, 63, mins, &mut Lm, sw);
     for j in 0..8 {
         let (mut ls, mut lm) = (Ls[j], Lm[j]);
         if clamp63 {
@@ -241,7 +249,7 @@ pub fn quantize_row_imatrix(x: &[f32], qw: &[f32], dst: &mut [u8]) {
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod lanes {
     use super::super::kquant_lanes::avx2::*;
-    use super::super::kquant_search::{make_qp_quants, nearest_int, put_f16, sum_sq};
+    use super::super::kquant_search::{nearest_int, put_f16, sum_sq};
     use super::{pack, pack_k4, scale_min_k4, BLOCK_BYTES};
     use std::arch::x86_64::*;
 
@@ -322,21 +330,7 @@ pub(crate) mod lanes {
         nmax: i32,
         clamp63: bool,
     ) -> [u8; 256] {
-        let (scales, mins) = (to_arr(sv), to_arr(mv));
-        let mut Ls = [0u8; 8];
-        let mut Lm = [0u8; 8];
-        let d_block = make_qp_quants(8, 63, &scales, &mut Ls, sw);
-        let m_block = make_qp_quants(8, 63, &mins, &mut Lm, sw);
-        for j in 0..8 {
-            let (mut ls, mut lm) = (Ls[j], Lm[j]);
-            if clamp63 {
-                ls = ls.min(63);
-                lm = lm.min(63);
-            }
-            pack_k4(&mut y[4..16], j, ls, lm);
-        }
-        let d_all = put_f16(y, 0, d_block);
-        let m_all = put_f16(y, 2, m_block);
+        let (d_all, m_all) = super::put_qp_scales(y, &to_arr(sv), &to_arr(mv), sw, clamp63);
         requant(x, lq, y, d_all, m_all, nmax)
     }
 
