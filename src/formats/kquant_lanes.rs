@@ -1410,7 +1410,9 @@ pub(crate) mod avx2 {
         scale
     }
 
-    /// [`make_q3`] on `G` groups of 8 sub-blocks at once (their serial update chains interleaved).
+    /// ggml's `make_q3_quants(N, nmax, x, L, true)` on `G` groups of 8 sub-blocks at once (their
+    /// serial update chains interleaved):
+    /// [`q3_start`], up to five [`q3_pass`]es while a lane changes, [`q3_end`].
     #[inline]
     #[target_feature(enable = "avx2")]
     pub unsafe fn make_q3_g<const N: usize, const G: usize>(
@@ -1418,6 +1420,28 @@ pub(crate) mod avx2 {
         lq: &mut [[__m256; G]; N],
         nmax: i32,
     ) -> [__m256; G] {
+        let (mut sumlx, mut suml2, small) = q3_start(x, lq, nmax);
+        for _itry in 0..5 {
+            let changed = q3_pass(x, lq, &mut sumlx, &mut suml2, nmax);
+            if !any(&changed) {
+                break;
+            }
+        }
+        q3_end(lq, &sumlx, &suml2, &small, nmax)
+    }
+
+    /// The start of `make_q3_quants(N, nmax, x, L, do_rmse = true)` on `G` groups of 8 sub-blocks:
+    /// the signed absolute maximum, the first quants (`lq`, as f32, without the `nmax` offset) and
+    /// their sums `sumlx`, `suml2`. Returns `(sumlx, suml2, small)`, `small` true in the lanes whose
+    /// maximum is below `GROUP_MAX_EPS` (ggml returns zeros at once for them; here their values are
+    /// meaningless until [`q3_end`] zeroes them).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn q3_start<const N: usize, const G: usize>(
+        x: &[[__m256; G]; N],
+        lq: &mut [[__m256; G]; N],
+        nmax: i32,
+    ) -> ([__m256; G], [__m256; G], [__m256; G]) {
         let zero = _mm256_setzero_ps();
         let mut max = [zero; G];
         let mut amax = [zero; G];
@@ -1433,54 +1457,81 @@ pub(crate) mod avx2 {
         for g in 0..G {
             iscale[g] = _mm256_div_ps(_mm256_set1_ps((-nmax) as f32), max[g]);
         }
-        let mut w = [[zero; G]; N];
         let (mut sumlx, mut suml2) = ([zero; G], [zero; G]);
         for i in 0..N {
             for g in 0..G {
                 let lf = ni_clamp(_mm256_mul_ps(iscale[g], x[i][g]), -nmax, nmax - 1);
                 lq[i][g] = lf;
-                w[i][g] = _mm256_mul_ps(x[i][g], x[i][g]);
-                sumlx[g] = _mm256_add_ps(sumlx[g], _mm256_mul_ps(_mm256_mul_ps(w[i][g], x[i][g]), lf));
-                suml2[g] = _mm256_add_ps(suml2[g], _mm256_mul_ps(_mm256_mul_ps(w[i][g], lf), lf));
+                let w = _mm256_mul_ps(x[i][g], x[i][g]);
+                sumlx[g] = _mm256_add_ps(sumlx[g], _mm256_mul_ps(_mm256_mul_ps(w, x[i][g]), lf));
+                suml2[g] = _mm256_add_ps(suml2[g], _mm256_mul_ps(_mm256_mul_ps(w, lf), lf));
             }
         }
-        for _itry in 0..5 {
-            let mut changed = 0;
-            for i in 0..N {
-                for g in 0..G {
-                    let (wk, xv, lf) = (w[i][g], x[i][g], lq[i][g]);
-                    let wx = _mm256_mul_ps(wk, xv);
-                    let slx0 = _mm256_sub_ps(sumlx[g], _mm256_mul_ps(wx, lf));
-                    let sl20 = _mm256_sub_ps(suml2[g], _mm256_mul_ps(_mm256_mul_ps(wk, lf), lf));
-                    let nl = ni_clamp(_mm256_div_ps(_mm256_mul_ps(xv, sl20), slx0), -nmax, nmax - 1);
-                    let slx = _mm256_add_ps(slx0, _mm256_mul_ps(wx, nl));
-                    let sl2 = _mm256_add_ps(sl20, _mm256_mul_ps(_mm256_mul_ps(wk, nl), nl));
-                    let c1 =
-                        _mm256_and_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(slx0, zero), _mm256_cmp_ps::<_CMP_NEQ_OQ>(nl, lf));
-                    let lhs = _mm256_mul_ps(_mm256_mul_ps(slx, slx), suml2[g]);
-                    let rhs = _mm256_mul_ps(_mm256_mul_ps(sumlx[g], sumlx[g]), sl2);
-                    let c2 =
-                        _mm256_and_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(sl2, zero), _mm256_cmp_ps::<_CMP_GT_OQ>(lhs, rhs));
-                    let accept = _mm256_and_ps(c1, c2);
-                    lq[i][g] = sel_mem(accept, nl, lf);
-                    sumlx[g] = sel(accept, slx, sumlx[g]);
-                    suml2[g] = sel(accept, sl2, suml2[g]);
-                    changed |= _mm256_movemask_ps(accept);
-                }
-            }
-            if changed == 0 {
-                break;
-            }
-        }
-        let nmaxv = _mm256_set1_ps(nmax as f32);
         let eps = _mm256_set1_ps(super::super::kquant_search::GROUP_MAX_EPS);
+        let mut small = [zero; G];
+        for g in 0..G {
+            small[g] = _mm256_cmp_ps::<_CMP_LT_OQ>(amax[g], eps);
+        }
+        (sumlx, suml2, small)
+    }
+
+    /// One pass of `make_q3_quants`'s refinement loop (`for i in 0..n`) on `G` groups of 8
+    /// sub-blocks. Returns the lanes where some quant changed (ggml's `n_changed != 0`): only they
+    /// need another pass, which would change nothing in the others.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn q3_pass<const N: usize, const G: usize>(
+        x: &[[__m256; G]; N],
+        lq: &mut [[__m256; G]; N],
+        sumlx: &mut [__m256; G],
+        suml2: &mut [__m256; G],
+        nmax: i32,
+    ) -> [__m256; G] {
+        let zero = _mm256_setzero_ps();
+        let mut changed = [zero; G];
+        for i in 0..N {
+            for g in 0..G {
+                let (xv, lf) = (x[i][g], lq[i][g]);
+                let wk = _mm256_mul_ps(xv, xv);
+                let wx = _mm256_mul_ps(wk, xv);
+                let slx0 = _mm256_sub_ps(sumlx[g], _mm256_mul_ps(wx, lf));
+                let sl20 = _mm256_sub_ps(suml2[g], _mm256_mul_ps(_mm256_mul_ps(wk, lf), lf));
+                let nl = ni_clamp(_mm256_div_ps(_mm256_mul_ps(xv, sl20), slx0), -nmax, nmax - 1);
+                let slx = _mm256_add_ps(slx0, _mm256_mul_ps(wx, nl));
+                let sl2 = _mm256_add_ps(sl20, _mm256_mul_ps(_mm256_mul_ps(wk, nl), nl));
+                let c1 = _mm256_and_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(slx0, zero), _mm256_cmp_ps::<_CMP_NEQ_OQ>(nl, lf));
+                let lhs = _mm256_mul_ps(_mm256_mul_ps(slx, slx), suml2[g]);
+                let rhs = _mm256_mul_ps(_mm256_mul_ps(sumlx[g], sumlx[g]), sl2);
+                let c2 = _mm256_and_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(sl2, zero), _mm256_cmp_ps::<_CMP_GT_OQ>(lhs, rhs));
+                let accept = _mm256_and_ps(c1, c2);
+                lq[i][g] = sel_mem(accept, nl, lf);
+                sumlx[g] = sel(accept, slx, sumlx[g]);
+                suml2[g] = sel(accept, sl2, suml2[g]);
+                changed[g] = _mm256_or_ps(changed[g], accept);
+            }
+        }
+        changed
+    }
+
+    /// The end of `make_q3_quants`: `lq` becomes `nmax + l` (zero in the `small` lanes), and the
+    /// returned scale is `sumlx / suml2` (zero when `suml2 <= 0` or the lane is `small`).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn q3_end<const N: usize, const G: usize>(
+        lq: &mut [[__m256; G]; N],
+        sumlx: &[__m256; G],
+        suml2: &[__m256; G],
+        small: &[__m256; G],
+        nmax: i32,
+    ) -> [__m256; G] {
+        let zero = _mm256_setzero_ps();
+        let nmaxv = _mm256_set1_ps(nmax as f32);
         let mut scale = [zero; G];
         for g in 0..G {
             let pos = _mm256_cmp_ps::<_CMP_GT_OQ>(suml2[g], zero);
-            let small = _mm256_cmp_ps::<_CMP_LT_OQ>(amax[g], eps);
-            scale[g] = sel(small, zero, sel(pos, _mm256_div_ps(sumlx[g], suml2[g]), zero));
+            scale[g] = sel(small[g], zero, sel(pos, _mm256_div_ps(sumlx[g], suml2[g]), zero));
             for q in lq.iter_mut() {
-                q[g] = sel(small, zero, _mm256_add_ps(q[g], nmaxv));
+                q[g] = sel(small[g], zero, _mm256_add_ps(q[g], nmaxv));
             }
         }
         scale

@@ -254,28 +254,158 @@ mod lanes {
         tail(x, lq, y, d_all);
     }
 
-    /// `quantize_row_q3_K_ref` of one block, its 16 sub-blocks in two groups of 8 AVX2 lanes.
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn block(x: &[f32], y: &mut [u8]) {
-        let h = halves16(x);
-        let mut lq2 = [[_mm256_setzero_ps(); 2]; 16];
-        let sv = make_q3_g::<16, 2>(&group(&h), &mut lq2, 4);
-        finish(x, y, &scales16(sv[0], sv[1]), &ungroup2(&lq2, 0));
+    /// Blocks per call of [`chunk`] (at most): the sub-blocks still changing after a pass of the
+    /// search are gathered from this many blocks into full groups of 8 lanes.
+    const CHUNK: usize = 16;
+
+    /// The search state of a chunk's sub-blocks in lanes: sub-block `p` (weights `16p..16p + 16` of
+    /// the chunk) is lane `p % 8` of group `p / 8`; `lq[g][i]` holds quant `i` of group `g`'s 8
+    /// sub-blocks (as f32, without the `nmax` offset until the end).
+    struct Search {
+        lq: [[__m256; 16]; 2 * CHUNK],
+        sumlx: [__m256; 2 * CHUNK],
+        suml2: [__m256; 2 * CHUNK],
+        small: [__m256; 2 * CHUNK],
     }
 
-    /// `quantize_row_q3_K_ref` of two blocks, their 32 sub-blocks in four groups of 8 AVX2 lanes
-    /// (four independent update chains in the search instead of two).
+    /// The start and first pass of the search of `G / 2` blocks (`G` groups of 8 sub-blocks, `G`
+    /// = 2 or 4) into groups `g0..g0 + G` of `st`. Returns bit `8g + k` set where lane `k` of group
+    /// `g0 + g` changed in the pass (and is not a zero sub-block): those need another pass.
     #[inline]
     #[target_feature(enable = "avx2")]
-    unsafe fn blocks2(x: &[f32], y: &mut [u8]) {
-        let (x0, x1) = (&x[..256], &x[256..512]);
-        let (h0, h1) = (halves16(x0), halves16(x1));
-        let mut lq4 = [[_mm256_setzero_ps(); 4]; 16];
-        let sv = make_q3_g::<16, 4>(&group(&[h0[0], h0[1], h1[0], h1[1]]), &mut lq4, 4);
-        let (y0, y1) = y[..2 * BLOCK_BYTES].split_at_mut(BLOCK_BYTES);
-        finish(x0, y0, &scales16(sv[0], sv[1]), &ungroup2(&lq4, 0));
-        finish(x1, y1, &scales16(sv[2], sv[3]), &ungroup2(&lq4, 2));
+    unsafe fn start<const G: usize>(x: &[f32], st: &mut Search, g0: usize) -> u32 {
+        let mut h = [[_mm256_setzero_ps(); 16]; G];
+        for b in 0..G / 2 {
+            let hb = halves16(&x[256 * b..]);
+            h[2 * b] = hb[0];
+            h[2 * b + 1] = hb[1];
+        }
+        let xg = group(&h);
+        let mut lg = [[_mm256_setzero_ps(); G]; 16];
+        let (mut slx, mut sl2, small) = q3_start(&xg, &mut lg, 4);
+        let ch = q3_pass(&xg, &mut lg, &mut slx, &mut sl2, 4);
+        let mut bits = 0u32;
+        for g in 0..G {
+            for i in 0..16 {
+                st.lq[g0 + g][i] = lg[i][g];
+            }
+            st.sumlx[g0 + g] = slx[g];
+            st.suml2[g0 + g] = sl2[g];
+            st.small[g0 + g] = small[g];
+            bits |= (_mm256_movemask_ps(_mm256_andnot_ps(small[g], ch[g])) as u32) << (8 * g);
+        }
+        bits
+    }
+
+    /// Passes 2 to 5 of the search, each over the sub-blocks `pend[..np]` that changed in the pass
+    /// before (as ggml loops each sub-block until a pass changes nothing, at most five times):
+    /// gathered 8 to a group, four groups interleaved; idle lanes hold zeros, which never change.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn refine(x: &[f32], st: &mut Search, pend: &mut [u16], mut np: usize) {
+        let xp = x.as_ptr();
+        let lqp = st.lq.as_mut_ptr() as *mut f32;
+        let sxp = st.sumlx.as_mut_ptr() as *mut f32;
+        let s2p = st.suml2.as_mut_ptr() as *mut f32;
+        let zero = _mm256_setzero_ps();
+        for _pass in 1..5 {
+            let mut next = 0;
+            let mut s = 0;
+            while s < np {
+                let mut idx = [[-1i32; 8]; 4];
+                let (mut px, mut pl) = ([[zero; 4]; 16], [[zero; 4]; 16]);
+                let (mut slx, mut sl2) = ([zero; 4], [zero; 4]);
+                for q in 0..4 {
+                    for t in 0..8 {
+                        if s + 8 * q + t < np {
+                            idx[q][t] = pend[s + 8 * q + t] as i32;
+                        }
+                    }
+                    let p = _mm256_loadu_si256(idx[q].as_ptr() as *const __m256i);
+                    let valid = _mm256_castsi256_ps(_mm256_cmpgt_epi32(p, _mm256_set1_epi32(-1)));
+                    let ix = _mm256_slli_epi32::<4>(p);
+                    let il = _mm256_or_si256(
+                        _mm256_slli_epi32::<7>(_mm256_srli_epi32::<3>(p)),
+                        _mm256_and_si256(p, _mm256_set1_epi32(7)),
+                    );
+                    for i in 0..16 {
+                        px[i][q] = _mm256_mask_i32gather_ps::<4>(zero, xp.add(i), ix, valid);
+                        pl[i][q] = _mm256_mask_i32gather_ps::<4>(zero, lqp.add(8 * i), il, valid);
+                    }
+                    slx[q] = _mm256_mask_i32gather_ps::<4>(zero, sxp, p, valid);
+                    sl2[q] = _mm256_mask_i32gather_ps::<4>(zero, s2p, p, valid);
+                }
+                let ch = q3_pass(&px, &mut pl, &mut slx, &mut sl2, 4);
+                // Only the lanes that changed have a new state, and only they go on.
+                for q in 0..4 {
+                    let mut m = _mm256_movemask_ps(ch[q]) as u32;
+                    if m == 0 {
+                        continue;
+                    }
+                    let (a, b) = (to_arr(slx[q]), to_arr(sl2[q]));
+                    let mut l = [[0f32; 8]; 16];
+                    for i in 0..16 {
+                        l[i] = to_arr(pl[i][q]);
+                    }
+                    while m != 0 {
+                        let t = m.trailing_zeros() as usize;
+                        m &= m - 1;
+                        let p = idx[q][t] as usize;
+                        let base = 128 * (p / 8) + p % 8;
+                        for i in 0..16 {
+                            *lqp.add(base + 8 * i) = l[i][t];
+                        }
+                        *sxp.add(p) = a[t];
+                        *s2p.add(p) = b[t];
+                        pend[next] = p as u16;
+                        next += 1;
+                    }
+                }
+                s += 32;
+            }
+            np = next;
+            if np == 0 {
+                break;
+            }
+        }
+    }
+
+    /// `quantize_row_q3_K_ref` of up to [`CHUNK`] blocks: the search of every sub-block, its
+    /// later passes only for the sub-blocks that need them ([`refine`]), then each block's scales
+    /// and second pass.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn chunk(x: &[f32], y: &mut [u8]) {
+        let nb = x.len() / BLOCK_WEIGHTS;
+        debug_assert!(nb <= CHUNK && y.len() == nb * BLOCK_BYTES);
+        let zero = _mm256_setzero_ps();
+        let mut st = Search {
+            lq: [[zero; 16]; 2 * CHUNK],
+            sumlx: [zero; 2 * CHUNK],
+            suml2: [zero; 2 * CHUNK],
+            small: [zero; 2 * CHUNK],
+        };
+        let mut pend = [0u16; 16 * CHUNK];
+        let mut np = 0;
+        let mut b = 0;
+        while b < nb {
+            let xb = &x[BLOCK_WEIGHTS * b..];
+            let mut bits = if b + 2 <= nb { start::<4>(xb, &mut st, 2 * b) } else { start::<2>(xb, &mut st, 2 * b) };
+            while bits != 0 {
+                pend[np] = (16 * b) as u16 + bits.trailing_zeros() as u16;
+                np += 1;
+                bits &= bits - 1;
+            }
+            b += 2;
+        }
+        refine(x, &mut st, &mut pend, np);
+        for b in 0..nb {
+            let (g0, g1) = (2 * b, 2 * b + 1);
+            let mut lg = group(&[st.lq[g0], st.lq[g1]]);
+            let sv = q3_end(&mut lg, &[st.sumlx[g0], st.sumlx[g1]], &[st.suml2[g0], st.suml2[g1]], &[st.small[g0], st.small[g1]], 4);
+            let (xb, yb) = (&x[BLOCK_WEIGHTS * b..BLOCK_WEIGHTS * (b + 1)], &mut y[BLOCK_BYTES * b..BLOCK_BYTES * (b + 1)]);
+            finish(xb, yb, &scales16(sv[0], sv[1]), &ungroup2(&lg, 0));
+        }
     }
 
     /// `quantize_row_q3_K_impl` of one block, its 16 sub-blocks in two groups of 8 AVX2 lanes.
@@ -343,14 +473,10 @@ mod lanes {
 
     #[target_feature(enable = "avx2")]
     pub unsafe fn quantize(src: &[f32], dst: &mut [u8]) {
-        let mut xs = src.chunks_exact(2 * BLOCK_WEIGHTS);
-        let mut ys = dst.chunks_exact_mut(2 * BLOCK_BYTES);
-        for (x, y) in (&mut xs).zip(&mut ys) {
-            blocks2(x, y);
-        }
-        for (x, y) in xs.remainder().chunks_exact(BLOCK_WEIGHTS).zip(ys.into_remainder().chunks_exact_mut(BLOCK_BYTES))
-        {
-            block(x, y);
+        let nb = (src.len() / BLOCK_WEIGHTS).min(dst.len() / BLOCK_BYTES);
+        let (src, dst) = (&src[..nb * BLOCK_WEIGHTS], &mut dst[..nb * BLOCK_BYTES]);
+        for (x, y) in src.chunks(CHUNK * BLOCK_WEIGHTS).zip(dst.chunks_mut(CHUNK * BLOCK_BYTES)) {
+            chunk(x, y);
         }
     }
 
