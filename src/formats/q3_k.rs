@@ -213,7 +213,7 @@ mod lanes {
     #[allow(non_snake_case)]
     #[inline]
     #[target_feature(enable = "avx2")]
-    unsafe fn finish(x: &[f32], y: &mut [u8], scales: &[f32; 16], lq: &[[__m256; 16]; 2]) {
+    unsafe fn finish(x: &[f32], y: &mut [u8], scales: &[f32; 16], search: impl Fn(usize, usize) -> u8) {
         let mut max_scale = 0f32;
         let mut amax = 0f32;
         for j in 0..16 {
@@ -236,7 +236,7 @@ mod lanes {
         } else {
             d_all = put_f16(y, 108, 0.0);
         }
-        tail(x, lq, y, d_all);
+        tail(x, search, y, d_all);
     }
 
     /// The rest of `quantize_row_q3_K_impl` after the sub-block search.
@@ -251,21 +251,35 @@ mod lanes {
             pack_scale(&mut y[96..108], j, Ls[j] as i32);
         }
         let d_all = put_f16(y, 108, d_block);
-        tail(x, lq, y, d_all);
+        tail(x, |j, i| to_arr(lq[j / 8][i])[j % 8] as u8, y, d_all);
     }
 
     /// Blocks per call of [`chunk`] (at most): the sub-blocks still changing after a pass of the
     /// search are gathered from this many blocks into full groups of 8 lanes.
     const CHUNK: usize = 16;
 
-    /// The search state of a chunk's sub-blocks in lanes: sub-block `p` (weights `16p..16p + 16` of
-    /// the chunk) is lane `p % 8` of group `p / 8`; `lq[g][i]` holds quant `i` of group `g`'s 8
-    /// sub-blocks (as f32, without the `nmax` offset until the end).
+    /// The search state of a chunk's sub-blocks. Sub-block `p` (weights `16p..16p + 16` of the
+    /// chunk) is lane `p % 8` of group `p / 8`. After the first pass its quants (as f32, without
+    /// the `nmax` offset) are in `lq[p / 8][i]`, lane `p % 8`; where the group has lanes that need
+    /// more passes (`rows_ok`), they are also in `rows[p]` (one row per sub-block, which is how
+    /// [`refine`] gathers and updates them) and that copy is the current one.
+    #[repr(C, align(32))]
     struct Search {
         lq: [[__m256; 16]; 2 * CHUNK],
-        sumlx: [__m256; 2 * CHUNK],
-        suml2: [__m256; 2 * CHUNK],
-        small: [__m256; 2 * CHUNK],
+        rows: [[f32; 16]; 16 * CHUNK],
+        sumlx: [f32; 16 * CHUNK],
+        suml2: [f32; 16 * CHUNK],
+        small: [u8; 2 * CHUNK],
+        rows_ok: [bool; 2 * CHUNK],
+    }
+
+    /// Rows `k` of the 8 x 16 matrix whose columns are `v[i]` (lane `k` of `v[i]` is element
+    /// `(k, i)`): `(row k, elements 0..8)` and `(row k, elements 8..16)`.
+    #[inline(always)]
+    unsafe fn to_rows(v: &[__m256; 16]) -> ([__m256; 8], [__m256; 8]) {
+        let lo: [__m256; 8] = v[..8].try_into().unwrap();
+        let hi: [__m256; 8] = v[8..].try_into().unwrap();
+        (transpose8(&lo), transpose8(&hi))
     }
 
     /// The start and first pass of the search of `G / 2` blocks (`G` groups of 8 sub-blocks, `G`
@@ -286,87 +300,114 @@ mod lanes {
         let ch = q3_pass(&xg, &mut lg, &mut slx, &mut sl2, 4);
         let mut bits = 0u32;
         for g in 0..G {
+            let gg = g0 + g;
+            let mut col = [_mm256_setzero_ps(); 16];
             for i in 0..16 {
-                st.lq[g0 + g][i] = lg[i][g];
+                col[i] = lg[i][g];
             }
-            st.sumlx[g0 + g] = slx[g];
-            st.suml2[g0 + g] = sl2[g];
-            st.small[g0 + g] = small[g];
-            bits |= (_mm256_movemask_ps(_mm256_andnot_ps(small[g], ch[g])) as u32) << (8 * g);
+            st.lq[gg] = col;
+            _mm256_storeu_ps(st.sumlx[8 * gg..].as_mut_ptr(), slx[g]);
+            _mm256_storeu_ps(st.suml2[8 * gg..].as_mut_ptr(), sl2[g]);
+            let sm = _mm256_movemask_ps(small[g]) as u32;
+            st.small[gg] = sm as u8;
+            let pend = _mm256_movemask_ps(ch[g]) as u32 & !sm;
+            st.rows_ok[gg] = pend != 0;
+            if pend != 0 {
+                let (lo, hi) = to_rows(&col);
+                for k in 0..8 {
+                    _mm256_storeu_ps(st.rows[8 * gg + k].as_mut_ptr(), lo[k]);
+                    _mm256_storeu_ps(st.rows[8 * gg + k][8..].as_mut_ptr(), hi[k]);
+                }
+            }
+            bits |= pend << (8 * g);
         }
         bits
     }
 
-    /// Passes 2 to 5 of the search, each over the sub-blocks `pend[..np]` that changed in the pass
-    /// before (as ggml loops each sub-block until a pass changes nothing, at most five times):
-    /// gathered 8 to a group, four groups interleaved; idle lanes hold zeros, which never change.
+    /// One more pass over the sub-blocks `items` (at most `8 * G`), 8 to a group, `G` groups
+    /// interleaved; idle lanes hold zeros, which never change. The sub-blocks that changed are
+    /// written back and appended to `next[*nn..]`.
     #[inline]
     #[target_feature(enable = "avx2")]
-    unsafe fn refine(x: &[f32], st: &mut Search, pend: &mut [u16], mut np: usize) {
-        let xp = x.as_ptr();
-        let lqp = st.lq.as_mut_ptr() as *mut f32;
-        let sxp = st.sumlx.as_mut_ptr() as *mut f32;
-        let s2p = st.suml2.as_mut_ptr() as *mut f32;
+    unsafe fn refine_batch<const G: usize>(
+        x: &[f32],
+        st: &mut Search,
+        items: &[u16],
+        next: &mut [u16],
+        nn: &mut usize,
+    ) {
         let zero = _mm256_setzero_ps();
-        for _pass in 1..5 {
-            let mut next = 0;
-            let mut s = 0;
-            while s < np {
-                let mut idx = [[-1i32; 8]; 4];
-                let (mut px, mut pl) = ([[zero; 4]; 16], [[zero; 4]; 16]);
-                let (mut slx, mut sl2) = ([zero; 4], [zero; 4]);
-                for q in 0..4 {
-                    for t in 0..8 {
-                        if s + 8 * q + t < np {
-                            idx[q][t] = pend[s + 8 * q + t] as i32;
-                        }
-                    }
-                    let p = _mm256_loadu_si256(idx[q].as_ptr() as *const __m256i);
-                    let valid = _mm256_castsi256_ps(_mm256_cmpgt_epi32(p, _mm256_set1_epi32(-1)));
-                    let ix = _mm256_slli_epi32::<4>(p);
-                    let il = _mm256_or_si256(
-                        _mm256_slli_epi32::<7>(_mm256_srli_epi32::<3>(p)),
-                        _mm256_and_si256(p, _mm256_set1_epi32(7)),
-                    );
-                    for i in 0..16 {
-                        px[i][q] = _mm256_mask_i32gather_ps::<4>(zero, xp.add(i), ix, valid);
-                        pl[i][q] = _mm256_mask_i32gather_ps::<4>(zero, lqp.add(8 * i), il, valid);
-                    }
-                    slx[q] = _mm256_mask_i32gather_ps::<4>(zero, sxp, p, valid);
-                    sl2[q] = _mm256_mask_i32gather_ps::<4>(zero, s2p, p, valid);
-                }
-                let ch = q3_pass(&px, &mut pl, &mut slx, &mut sl2, 4);
-                // Only the lanes that changed have a new state, and only they go on.
-                for q in 0..4 {
-                    let mut m = _mm256_movemask_ps(ch[q]) as u32;
-                    if m == 0 {
-                        continue;
-                    }
-                    let (a, b) = (to_arr(slx[q]), to_arr(sl2[q]));
-                    let mut l = [[0f32; 8]; 16];
-                    for i in 0..16 {
-                        l[i] = to_arr(pl[i][q]);
-                    }
-                    while m != 0 {
-                        let t = m.trailing_zeros() as usize;
-                        m &= m - 1;
-                        let p = idx[q][t] as usize;
-                        let base = 128 * (p / 8) + p % 8;
-                        for i in 0..16 {
-                            *lqp.add(base + 8 * i) = l[i][t];
-                        }
-                        *sxp.add(p) = a[t];
-                        *s2p.add(p) = b[t];
-                        pend[next] = p as u16;
-                        next += 1;
-                    }
-                }
-                s += 32;
+        let (mut px, mut pl) = ([[zero; G]; 16], [[zero; G]; 16]);
+        let (mut slx, mut sl2) = ([zero; G], [zero; G]);
+        for (q, pack) in items.chunks(8).enumerate() {
+            let (mut xl, mut xh, mut ll, mut lh) = ([zero; 8], [zero; 8], [zero; 8], [zero; 8]);
+            let (mut a, mut b) = ([0f32; 8], [0f32; 8]);
+            for (t, &p) in pack.iter().enumerate() {
+                let p = p as usize;
+                xl[t] = _mm256_loadu_ps(x[16 * p..].as_ptr());
+                xh[t] = _mm256_loadu_ps(x[16 * p + 8..].as_ptr());
+                ll[t] = _mm256_loadu_ps(st.rows[p].as_ptr());
+                lh[t] = _mm256_loadu_ps(st.rows[p][8..].as_ptr());
+                a[t] = st.sumlx[p];
+                b[t] = st.suml2[p];
             }
-            np = next;
+            let (xl, xh, ll, lh) = (transpose8(&xl), transpose8(&xh), transpose8(&ll), transpose8(&lh));
+            for i in 0..8 {
+                px[i][q] = xl[i];
+                px[8 + i][q] = xh[i];
+                pl[i][q] = ll[i];
+                pl[8 + i][q] = lh[i];
+            }
+            slx[q] = _mm256_loadu_ps(a.as_ptr());
+            sl2[q] = _mm256_loadu_ps(b.as_ptr());
+        }
+        let ch = q3_pass(&px, &mut pl, &mut slx, &mut sl2, 4);
+        for (q, pack) in items.chunks(8).enumerate() {
+            let mut m = _mm256_movemask_ps(ch[q]) as u32;
+            if m == 0 {
+                continue;
+            }
+            let mut col = [zero; 16];
+            for i in 0..16 {
+                col[i] = pl[i][q];
+            }
+            let (lo, hi) = to_rows(&col);
+            let (a, b) = (to_arr(slx[q]), to_arr(sl2[q]));
+            while m != 0 {
+                let t = m.trailing_zeros() as usize;
+                m &= m - 1;
+                let p = pack[t] as usize;
+                _mm256_storeu_ps(st.rows[p].as_mut_ptr(), lo[t]);
+                _mm256_storeu_ps(st.rows[p][8..].as_mut_ptr(), hi[t]);
+                st.sumlx[p] = a[t];
+                st.suml2[p] = b[t];
+                next[*nn] = p as u16;
+                *nn += 1;
+            }
+        }
+    }
+
+    /// Passes 2 to 5 of the search, each over the sub-blocks `pend[..np]` that changed in the pass
+    /// before (ggml loops over a sub-block until a pass changes nothing, at most five times).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn refine(x: &[f32], st: &mut Search, pend: &mut [u16; 16 * CHUNK], mut np: usize) {
+        let mut next = [0u16; 16 * CHUNK];
+        for _pass in 1..5 {
             if np == 0 {
                 break;
             }
+            let mut nn = 0;
+            for items in pend[..np].chunks(32) {
+                match items.len().div_ceil(8) {
+                    4 => refine_batch::<4>(x, st, items, &mut next, &mut nn),
+                    3 => refine_batch::<3>(x, st, items, &mut next, &mut nn),
+                    2 => refine_batch::<2>(x, st, items, &mut next, &mut nn),
+                    _ => refine_batch::<1>(x, st, items, &mut next, &mut nn),
+                }
+            }
+            pend[..nn].copy_from_slice(&next[..nn]);
+            np = nn;
         }
     }
 
@@ -378,19 +419,16 @@ mod lanes {
     unsafe fn chunk(x: &[f32], y: &mut [u8]) {
         let nb = x.len() / BLOCK_WEIGHTS;
         debug_assert!(nb <= CHUNK && y.len() == nb * BLOCK_BYTES);
-        let zero = _mm256_setzero_ps();
-        let mut st = Search {
-            lq: [[zero; 16]; 2 * CHUNK],
-            sumlx: [zero; 2 * CHUNK],
-            suml2: [zero; 2 * CHUNK],
-            small: [zero; 2 * CHUNK],
-        };
+        let mut st = std::mem::MaybeUninit::<Search>::uninit();
+        // SAFETY: every field is plain data (any bits are valid); `start` writes the groups of the
+        // `nb` blocks before anything reads them, and `rows` is read only where it wrote them.
+        let st = st.assume_init_mut();
         let mut pend = [0u16; 16 * CHUNK];
         let mut np = 0;
         let mut b = 0;
         while b < nb {
             let xb = &x[BLOCK_WEIGHTS * b..];
-            let mut bits = if b + 2 <= nb { start::<4>(xb, &mut st, 2 * b) } else { start::<2>(xb, &mut st, 2 * b) };
+            let mut bits = if b + 2 <= nb { start::<4>(xb, st, 2 * b) } else { start::<2>(xb, st, 2 * b) };
             while bits != 0 {
                 pend[np] = (16 * b) as u16 + bits.trailing_zeros() as u16;
                 np += 1;
@@ -398,13 +436,34 @@ mod lanes {
             }
             b += 2;
         }
-        refine(x, &mut st, &mut pend, np);
+        refine(x, st, &mut pend, np);
+        let zero = _mm256_setzero_ps();
         for b in 0..nb {
-            let (g0, g1) = (2 * b, 2 * b + 1);
-            let mut lg = group(&[st.lq[g0], st.lq[g1]]);
-            let sv = q3_end(&mut lg, &[st.sumlx[g0], st.sumlx[g1]], &[st.suml2[g0], st.suml2[g1]], &[st.small[g0], st.small[g1]], 4);
+            let mut scales = [0f32; 16];
+            for h in 0..2 {
+                let g = 2 * b + h;
+                let (sx, s2) = (_mm256_loadu_ps(st.sumlx[8 * g..].as_ptr()), _mm256_loadu_ps(st.suml2[8 * g..].as_ptr()));
+                let pos = _mm256_cmp_ps::<_CMP_GT_OQ>(s2, zero);
+                let sc = sel(pos, _mm256_div_ps(sx, s2), zero);
+                scales[8 * h..8 * h + 8].copy_from_slice(&to_arr(sc));
+                for k in 0..8 {
+                    if st.small[g] & (1 << k) != 0 {
+                        scales[8 * h + k] = 0.0;
+                    }
+                }
+            }
             let (xb, yb) = (&x[BLOCK_WEIGHTS * b..BLOCK_WEIGHTS * (b + 1)], &mut y[BLOCK_BYTES * b..BLOCK_BYTES * (b + 1)]);
-            finish(xb, yb, &scales16(sv[0], sv[1]), &ungroup2(&lg, 0));
+            let st = &*st;
+            // ggml's `L` after `make_q3_quants`: `nmax + l`, or 0 for a zero sub-block.
+            let search = |j: usize, i: usize| {
+                let (g, k) = (2 * b + j / 8, j % 8);
+                if st.small[g] & (1 << k) != 0 {
+                    return 0;
+                }
+                let l = if st.rows_ok[g] { st.rows[8 * g + k][i] } else { to_arr(st.lq[g][i])[k] };
+                (l as i32 + 4) as u8
+            };
+            finish(xb, yb, &scales, search);
         }
     }
 
@@ -436,11 +495,12 @@ mod lanes {
     }
 
     /// Second pass (quants from the stored scales), hmask and packing, shared by both encoders:
-    /// the bytes of ggml's `L` in weight order, then `hmask` and `qs` 32 bytes at a time.
+    /// the bytes of ggml's `L` in weight order (`search(j, i)`: quant `i` of sub-block `j` from the
+    /// search, kept where the stored scale is zero), then `hmask` and `qs` 32 bytes at a time.
     #[allow(non_snake_case)]
     #[inline]
     #[target_feature(enable = "avx2")]
-    unsafe fn tail(x: &[f32], lq: &[[__m256; 16]; 2], y: &mut [u8], d_all: f32) {
+    unsafe fn tail(x: &[f32], search: impl Fn(usize, usize) -> u8, y: &mut [u8], d_all: f32) {
         let mut dv = [0f32; 16];
         for j in 0..16 {
             let s = &y[96..108];
@@ -448,7 +508,7 @@ mod lanes {
             sc = ((sc as i32 | ((((s[8 + j % 4] >> (2 * (j / 4))) & 3) as i32) << 4)) - 32) as i8;
             dv[j] = d_all * sc as f32;
         }
-        let L = requant_bytes::<16>(x, &dv, None, -4, 3, 4, |j, i| to_arr(lq[j / 8][i])[j % 8] as u8);
+        let L = requant_bytes::<16>(x, &dv, None, -4, 3, 4, search);
         // Chunk c = 4h + j of 32 quants (weights 128h + 32j + l) sets bit c of hmask[l] where the
         // quant is above 3 and gives its low two bits to bits 2j..2j+2 of qs[32h + l].
         let mut c = [_mm256_setzero_si256(); 8];
