@@ -193,7 +193,7 @@ pub fn quantize_row_imatrix(x: &[f32], qw: &[f32], dst: &mut [u8]) {
 #[cfg(target_arch = "x86_64")]
 mod lanes {
     use super::super::kquant_lanes::avx2::*;
-    use super::super::kquant_search::{make_qx_quants, nearest_int, put_f16, sum_sq};
+    use super::super::kquant_search::{make_qx_quants, put_f16, sum_sq};
     use super::super::q2_k::lanes::imatrix_weights;
     use super::{pack_scale, BLOCK_BYTES, BLOCK_WEIGHTS};
     use std::arch::x86_64::*;
@@ -208,35 +208,61 @@ mod lanes {
         scales
     }
 
-    /// The rest of `quantize_row_q3_K_ref` after the sub-block search: 6-bit scales, d, then the
-    /// second pass.
-    #[allow(non_snake_case)]
+    /// The rest of `quantize_row_q3_K_ref` after the sub-block search (`sc`: the 16 sub-block
+    /// scales in two vectors): 6-bit scales, d, then the second pass.
     #[inline]
     #[target_feature(enable = "avx2")]
-    unsafe fn finish(x: &[f32], y: &mut [u8], scales: &[f32; 16], search: impl Fn(usize, usize) -> u8) {
+    unsafe fn finish(x: &[f32], y: &mut [u8], sc: [__m256; 2], search: impl Fn(usize, usize) -> u8) {
+        // ggml's `max_scale`: the first scale with the largest |scale| (strictly above 0; a NaN
+        // never compares above).
+        let ord = |v: __m256| _mm256_and_ps(abs(v), _mm256_cmp_ps::<_CMP_ORD_Q>(v, v));
+        let a = [ord(sc[0]), ord(sc[1])];
+        let amax = hmax(_mm256_max_ps(a[0], a[1]));
         let mut max_scale = 0f32;
-        let mut amax = 0f32;
-        for j in 0..16 {
-            let scale = scales[j].abs();
-            if scale > amax {
-                amax = scale;
-                max_scale = scales[j];
+        if amax > 0.0 {
+            let s = _mm256_set1_ps(amax);
+            let hit = (_mm256_movemask_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(a[0], s)) as u32)
+                | ((_mm256_movemask_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(a[1], s)) as u32) << 8);
+            // `amax` is one of the lanes, so `hit != 0`.
+            if hit != 0 {
+                let j = hit.trailing_zeros() as usize;
+                max_scale = to_arr(sc[j / 8])[j % 8];
             }
         }
-        y[96..108].fill(0);
+        let mut l = [_mm256_setzero_si256(); 2];
         let d_all;
         if max_scale != 0.0 {
             let iscale = -32.0f32 / max_scale;
-            for j in 0..16 {
-                let l8 = nearest_int(iscale * scales[j]) as i8;
-                let l = (l8 as i32).min(31).max(-32) + 32;
-                pack_scale(&mut y[96..108], j, l as i8 as i32);
+            let is = _mm256_set1_ps(iscale);
+            for h in 0..2 {
+                // `(int8_t)nearest_int(iscale * scale)`, clamped to -32..=31, plus 32.
+                let v = _mm256_srai_epi32::<24>(_mm256_slli_epi32::<24>(ni(_mm256_mul_ps(is, sc[h]))));
+                let v = _mm256_max_epi32(_mm256_min_epi32(v, _mm256_set1_epi32(31)), _mm256_set1_epi32(-32));
+                l[h] = _mm256_add_epi32(v, _mm256_set1_epi32(32));
             }
             d_all = put_f16(y, 108, 1.0 / iscale);
         } else {
             d_all = put_f16(y, 108, 0.0);
         }
-        tail(x, search, y, d_all);
+        // The 12 scale bytes: low nibbles of scales j and j + 8 in byte j < 8, the top two bits of
+        // scale m + 4q at bits 2q of byte 8 + m.
+        let b = bytes16(l[0], l[1]);
+        let lo = _mm_and_si128(b, _mm_set1_epi8(0xF));
+        let low8 = _mm_or_si128(lo, _mm_slli_epi16::<4>(_mm_srli_si128::<8>(lo)));
+        let hb = _mm_and_si128(_mm_srli_epi16::<4>(b), _mm_set1_epi8(3));
+        let top = _mm_or_si128(
+            _mm_or_si128(hb, _mm_slli_epi32::<2>(_mm_srli_si128::<4>(hb))),
+            _mm_or_si128(_mm_slli_epi32::<4>(_mm_srli_si128::<8>(hb)), _mm_slli_epi32::<6>(_mm_srli_si128::<12>(hb))),
+        );
+        y[96..104].copy_from_slice(&(_mm_cvtsi128_si64(low8) as u64).to_le_bytes());
+        y[104..108].copy_from_slice(&(_mm_cvtsi128_si32(top) as u32).to_le_bytes());
+        // The stored scales, `d_all * (l - 32)`, as ggml reads them back.
+        let mut dv = [0f32; 16];
+        for h in 0..2 {
+            let s = _mm256_cvtepi32_ps(_mm256_sub_epi32(l[h], _mm256_set1_epi32(32)));
+            _mm256_storeu_ps(dv[8 * h..].as_mut_ptr(), _mm256_mul_ps(_mm256_set1_ps(d_all), s));
+        }
+        tail(x, search, y, &dv);
     }
 
     /// The rest of `quantize_row_q3_K_impl` after the sub-block search.
@@ -251,7 +277,14 @@ mod lanes {
             pack_scale(&mut y[96..108], j, Ls[j] as i32);
         }
         let d_all = put_f16(y, 108, d_block);
-        tail(x, |j, i| to_arr(lq[j / 8][i])[j % 8] as u8, y, d_all);
+        let mut dv = [0f32; 16];
+        for j in 0..16 {
+            let s = &y[96..108];
+            let mut sc: i8 = if j < 8 { (s[j] & 0xF) as i8 } else { (s[j - 8] >> 4) as i8 };
+            sc = ((sc as i32 | ((((s[8 + j % 4] >> (2 * (j / 4))) & 3) as i32) << 4)) - 32) as i8;
+            dv[j] = d_all * sc as f32;
+        }
+        tail(x, |j, i| to_arr(lq[j / 8][i])[j % 8] as u8, y, &dv);
     }
 
     /// Blocks per call of [`chunk`] (at most): the sub-blocks still changing after a pass of the
@@ -270,6 +303,7 @@ mod lanes {
         sumlx: [f32; 16 * CHUNK],
         suml2: [f32; 16 * CHUNK],
         small: [u8; 2 * CHUNK],
+        small_v: [__m256; 2 * CHUNK],
         rows_ok: [bool; 2 * CHUNK],
     }
 
@@ -310,6 +344,7 @@ mod lanes {
             _mm256_storeu_ps(st.suml2[8 * gg..].as_mut_ptr(), sl2[g]);
             let sm = _mm256_movemask_ps(small[g]) as u32;
             st.small[gg] = sm as u8;
+            st.small_v[gg] = small[g];
             let pend = _mm256_movemask_ps(ch[g]) as u32 & !sm;
             st.rows_ok[gg] = pend != 0;
             if pend != 0 {
@@ -439,18 +474,12 @@ mod lanes {
         refine(x, st, &mut pend, np);
         let zero = _mm256_setzero_ps();
         for b in 0..nb {
-            let mut scales = [0f32; 16];
+            let mut sc = [zero; 2];
             for h in 0..2 {
                 let g = 2 * b + h;
                 let (sx, s2) = (_mm256_loadu_ps(st.sumlx[8 * g..].as_ptr()), _mm256_loadu_ps(st.suml2[8 * g..].as_ptr()));
                 let pos = _mm256_cmp_ps::<_CMP_GT_OQ>(s2, zero);
-                let sc = sel(pos, _mm256_div_ps(sx, s2), zero);
-                scales[8 * h..8 * h + 8].copy_from_slice(&to_arr(sc));
-                for k in 0..8 {
-                    if st.small[g] & (1 << k) != 0 {
-                        scales[8 * h + k] = 0.0;
-                    }
-                }
+                sc[h] = _mm256_andnot_ps(st.small_v[g], sel(pos, _mm256_div_ps(sx, s2), zero));
             }
             let (xb, yb) = (&x[BLOCK_WEIGHTS * b..BLOCK_WEIGHTS * (b + 1)], &mut y[BLOCK_BYTES * b..BLOCK_BYTES * (b + 1)]);
             let st = &*st;
@@ -463,7 +492,7 @@ mod lanes {
                 let l = if st.rows_ok[g] { st.rows[8 * g + k][i] } else { to_arr(st.lq[g][i])[k] };
                 (l as i32 + 4) as u8
             };
-            finish(xb, yb, &scales, search);
+            finish(xb, yb, sc, search);
         }
     }
 
@@ -500,15 +529,8 @@ mod lanes {
     #[allow(non_snake_case)]
     #[inline]
     #[target_feature(enable = "avx2")]
-    unsafe fn tail(x: &[f32], search: impl Fn(usize, usize) -> u8, y: &mut [u8], d_all: f32) {
-        let mut dv = [0f32; 16];
-        for j in 0..16 {
-            let s = &y[96..108];
-            let mut sc: i8 = if j < 8 { (s[j] & 0xF) as i8 } else { (s[j - 8] >> 4) as i8 };
-            sc = ((sc as i32 | ((((s[8 + j % 4] >> (2 * (j / 4))) & 3) as i32) << 4)) - 32) as i8;
-            dv[j] = d_all * sc as f32;
-        }
-        let L = requant_bytes::<16>(x, &dv, None, -4, 3, 4, search);
+    unsafe fn tail(x: &[f32], search: impl Fn(usize, usize) -> u8, y: &mut [u8], dv: &[f32; 16]) {
+        let L = requant_bytes::<16>(x, dv, None, -4, 3, 4, search);
         // Chunk c = 4h + j of 32 quants (weights 128h + 32j + l) sets bit c of hmask[l] where the
         // quant is above 3 and gives its low two bits to bits 2j..2j+2 of qs[32h + l].
         let mut c = [_mm256_setzero_si256(); 8];
