@@ -757,6 +757,18 @@ pub(crate) mod avx2 {
         _mm256_movemask_ps(s.bad) != 0
     }
 
+    /// How many groups of 8 legacy blocks ahead the pipelined encoders prefetch their input.
+    const PREFETCH_GROUPS: usize = 4;
+
+    /// Prefetches the 1 KiB of `x[..256]` (16 cache lines) into L1.
+    #[inline(always)]
+    unsafe fn prefetch_group(x: &[f32]) {
+        let p = x[..256].as_ptr() as *const i8;
+        for l in 0..16 {
+            _mm_prefetch::<_MM_HINT_T0>(p.add(64 * l));
+        }
+    }
+
     /// [`by_eights`] with [`min_max_blocks8`] as `blocks8`, software-pipelined: the reductions and
     /// the two divisions of the next 8 blocks are issued before the per-weight pass of the current
     /// 8, whose stores then do not wait on them. The same bytes and result.
@@ -773,6 +785,9 @@ pub(crate) mod avx2 {
         if n8 > 0 {
             let mut cur = min_max_stats8(&src[..256], div);
             for g in 1..n8 {
+                if g + PREFETCH_GROUPS < n8 {
+                    prefetch_group(&src[256 * (g + PREFETCH_GROUPS)..]);
+                }
                 let next = min_max_stats8(&src[256 * g..256 * g + 256], div);
                 bad |= min_max_emit8::<BITS>(&src[256 * (g - 1)..], &mut dst[8 * bb * (g - 1)..], bb, cap, &cur);
                 cur = next;
@@ -846,10 +861,13 @@ pub(crate) mod avx2 {
     #[target_feature(enable = "avx2")]
     unsafe fn min_quants(xb: &[f32], id: f32, min: f32) -> [__m256i; 4] {
         let v = load4(xb);
-        let (idv, minv, c) = (_mm256_set1_ps(id), _mm256_set1_ps(min), _mm256_set1_ps(0.5));
+        let (idv, minv, c) = (_mm256_set1_ps(-id), _mm256_set1_ps(min), _mm256_set1_ps(0.5));
         let mut q = [_mm256_setzero_si256(); 4];
         for r in 0..4 {
-            q[r] = _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v[r], minv), idv), c));
+            // `(min - x) * -id` is `(x - min) * id` bit for bit (round-to-nearest-even is symmetric
+            // under negation) but for the sign of a zero, which the `+ 0.5` erases; `x` as the second
+            // operand of the subtraction lets its load fold into it.
+            q[r] = _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(minv, v[r]), idv), c));
         }
         q
     }
