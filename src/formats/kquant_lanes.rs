@@ -758,7 +758,7 @@ pub(crate) mod avx2 {
     }
 
     /// How many groups of 8 legacy blocks ahead the pipelined encoders prefetch their input.
-    const PREFETCH_GROUPS: usize = 4;
+    const PREFETCH_GROUPS: usize = 2;
 
     /// Prefetches the 1 KiB of `x[..256]` (16 cache lines) into L1.
     #[inline(always)]
@@ -1505,31 +1505,12 @@ pub(crate) mod avx2 {
         scale
     }
 
-    /// ggml's `make_q3_quants(N, nmax, x, L, true)` on `G` groups of 8 sub-blocks at once (their
-    /// serial update chains interleaved):
-    /// [`q3_start`], up to five [`q3_pass`]es while a lane changes, [`q3_end`].
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    pub unsafe fn make_q3_g<const N: usize, const G: usize>(
-        x: &[[__m256; G]; N],
-        lq: &mut [[__m256; G]; N],
-        nmax: i32,
-    ) -> [__m256; G] {
-        let (mut sumlx, mut suml2, small) = q3_start(x, lq, nmax);
-        for _itry in 0..5 {
-            let changed = q3_pass(x, lq, &mut sumlx, &mut suml2, nmax);
-            if !any(&changed) {
-                break;
-            }
-        }
-        q3_end(lq, &sumlx, &suml2, &small, nmax)
-    }
-
     /// The start of `make_q3_quants(N, nmax, x, L, do_rmse = true)` on `G` groups of 8 sub-blocks:
     /// the signed absolute maximum, the first quants (`lq`, as f32, without the `nmax` offset) and
     /// their sums `sumlx`, `suml2`. Returns `(sumlx, suml2, small)`, `small` true in the lanes whose
     /// maximum is below `GROUP_MAX_EPS` (ggml returns zeros at once for them; here their values are
-    /// meaningless until [`q3_end`] zeroes them).
+    /// meaningless and the caller must zero them). Then up to five [`q3_pass`]es, each only for the
+    /// lanes that changed in the one before; the scale is `sumlx / suml2` if `suml2 > 0`, else 0.
     #[inline]
     #[target_feature(enable = "avx2")]
     pub unsafe fn q3_start<const N: usize, const G: usize>(
@@ -1606,30 +1587,6 @@ pub(crate) mod avx2 {
             }
         }
         changed
-    }
-
-    /// The end of `make_q3_quants`: `lq` becomes `nmax + l` (zero in the `small` lanes), and the
-    /// returned scale is `sumlx / suml2` (zero when `suml2 <= 0` or the lane is `small`).
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    pub unsafe fn q3_end<const N: usize, const G: usize>(
-        lq: &mut [[__m256; G]; N],
-        sumlx: &[__m256; G],
-        suml2: &[__m256; G],
-        small: &[__m256; G],
-        nmax: i32,
-    ) -> [__m256; G] {
-        let zero = _mm256_setzero_ps();
-        let nmaxv = _mm256_set1_ps(nmax as f32);
-        let mut scale = [zero; G];
-        for g in 0..G {
-            let pos = _mm256_cmp_ps::<_CMP_GT_OQ>(suml2[g], zero);
-            scale[g] = sel(small[g], zero, sel(pos, _mm256_div_ps(sumlx[g], suml2[g]), zero));
-            for q in lq.iter_mut() {
-                q[g] = sel(small[g], zero, _mm256_add_ps(q[g], nmaxv));
-            }
-        }
-        scale
     }
 
     /// `make_qx_quants(N, nmax, x, L, rmse_type = 1, qw)` on 8 sub-blocks (`w` = `qw` or `x * x`);

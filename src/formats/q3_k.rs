@@ -446,18 +446,14 @@ mod lanes {
         }
     }
 
-    /// `quantize_row_q3_K_ref` of up to [`CHUNK`] blocks: the search of every sub-block, its
-    /// later passes only for the sub-blocks that need them ([`refine`]), then each block's scales
-    /// and second pass.
+    /// `make_q3_quants(16, 4, .., true)` of every sub-block of up to [`CHUNK`] blocks `x` into
+    /// `st`: the start and first pass of all, the later passes only for the sub-blocks that need
+    /// them ([`refine`]).
     #[inline]
     #[target_feature(enable = "avx2")]
-    unsafe fn chunk(x: &[f32], y: &mut [u8]) {
+    unsafe fn search(x: &[f32], st: &mut Search) {
         let nb = x.len() / BLOCK_WEIGHTS;
-        debug_assert!(nb <= CHUNK && y.len() == nb * BLOCK_BYTES);
-        let mut st = std::mem::MaybeUninit::<Search>::uninit();
-        // SAFETY: every field is plain data (any bits are valid); `start` writes the groups of the
-        // `nb` blocks before anything reads them, and `rows` is read only where it wrote them.
-        let st = st.assume_init_mut();
+        debug_assert!(nb <= CHUNK);
         let mut pend = [0u16; 16 * CHUNK];
         let mut np = 0;
         let mut b = 0;
@@ -472,28 +468,82 @@ mod lanes {
             b += 2;
         }
         refine(x, st, &mut pend, np);
-        let zero = _mm256_setzero_ps();
-        for b in 0..nb {
+    }
+
+    impl Search {
+        /// The returned scales of block `b`'s 16 sub-blocks (sub-block `8h + k` in lane `k` of
+        /// vector `h`): `sumlx / suml2`, or 0 where `suml2 <= 0` or the sub-block is all but zero.
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        unsafe fn scales(&self, b: usize) -> [__m256; 2] {
+            let zero = _mm256_setzero_ps();
             let mut sc = [zero; 2];
             for h in 0..2 {
                 let g = 2 * b + h;
-                let (sx, s2) = (_mm256_loadu_ps(st.sumlx[8 * g..].as_ptr()), _mm256_loadu_ps(st.suml2[8 * g..].as_ptr()));
+                let (sx, s2) =
+                    (_mm256_loadu_ps(self.sumlx[8 * g..].as_ptr()), _mm256_loadu_ps(self.suml2[8 * g..].as_ptr()));
                 let pos = _mm256_cmp_ps::<_CMP_GT_OQ>(s2, zero);
-                sc[h] = _mm256_andnot_ps(st.small_v[g], sel(pos, _mm256_div_ps(sx, s2), zero));
+                sc[h] = _mm256_andnot_ps(self.small_v[g], sel(pos, _mm256_div_ps(sx, s2), zero));
             }
-            let (xb, yb) = (&x[BLOCK_WEIGHTS * b..BLOCK_WEIGHTS * (b + 1)], &mut y[BLOCK_BYTES * b..BLOCK_BYTES * (b + 1)]);
-            let st = &*st;
-            // ggml's `L` after `make_q3_quants`: `nmax + l`, or 0 for a zero sub-block.
-            let search = |j: usize, i: usize| {
-                let (g, k) = (2 * b + j / 8, j % 8);
-                if st.small[g] & (1 << k) != 0 {
-                    return 0;
-                }
-                let l = if st.rows_ok[g] { st.rows[8 * g + k][i] } else { to_arr(st.lq[g][i])[k] };
-                (l as i32 + 4) as u8
-            };
-            finish(xb, yb, sc, search);
+            sc
         }
+
+        /// ggml's `L[16 * j + i]` after `make_q3_quants` for sub-block `p = 16b + j`: `nmax + l`,
+        /// or 0 for an all but zero sub-block.
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        unsafe fn quant(&self, p: usize, i: usize) -> u8 {
+            let (g, k) = (p / 8, p % 8);
+            if self.small[g] & (1 << k) != 0 {
+                return 0;
+            }
+            let l = if self.rows_ok[g] { self.rows[p][i] } else { to_arr(self.lq[g][i])[k] };
+            (l as i32 + 4) as u8
+        }
+    }
+
+    /// `quantize_row_q3_K_ref` of up to [`CHUNK`] blocks: [`search`], then each block's scales
+    /// and second pass.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn chunk(x: &[f32], y: &mut [u8], st: &mut std::mem::MaybeUninit<Search>) {
+        let nb = x.len() / BLOCK_WEIGHTS;
+        debug_assert!(nb <= CHUNK && y.len() == nb * BLOCK_BYTES);
+        // SAFETY: every field is plain data (any bits are valid); `search` writes the groups of
+        // the `nb` blocks before anything reads them, and `rows` is read only where it wrote them.
+        let st = st.assume_init_mut();
+        search(x, st);
+        for b in 0..nb {
+            let (xb, yb) =
+                (&x[BLOCK_WEIGHTS * b..BLOCK_WEIGHTS * (b + 1)], &mut y[BLOCK_BYTES * b..BLOCK_BYTES * (b + 1)]);
+            let st = &*st;
+            finish(xb, yb, st.scales(b), |j, i| unsafe { st.quant(16 * b + j, i) });
+        }
+    }
+
+    /// The scales and quants `L` of `make_q3_quants(16, 4, .., true)` of every sub-block of `x`
+    /// (whole blocks), as [`search`] finds them.
+    #[cfg(test)]
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn search_all(x: &[f32]) -> (Vec<f32>, Vec<u8>) {
+        let mut st = std::mem::MaybeUninit::<Search>::uninit();
+        let (mut scales, mut quants) = (Vec::new(), Vec::new());
+        for xc in x.chunks(CHUNK * BLOCK_WEIGHTS) {
+            // SAFETY: as in `chunk`.
+            let s = st.assume_init_mut();
+            search(xc, s);
+            for b in 0..xc.len() / BLOCK_WEIGHTS {
+                for v in s.scales(b) {
+                    scales.extend(to_arr(v));
+                }
+                for j in 0..16 {
+                    for i in 0..16 {
+                        quants.push(s.quant(16 * b + j, i));
+                    }
+                }
+            }
+        }
+        (scales, quants)
     }
 
     /// `quantize_row_q3_K_impl` of one block, its 16 sub-blocks in two groups of 8 AVX2 lanes.
@@ -557,8 +607,9 @@ mod lanes {
     pub unsafe fn quantize(src: &[f32], dst: &mut [u8]) {
         let nb = (src.len() / BLOCK_WEIGHTS).min(dst.len() / BLOCK_BYTES);
         let (src, dst) = (&src[..nb * BLOCK_WEIGHTS], &mut dst[..nb * BLOCK_BYTES]);
+        let mut st = std::mem::MaybeUninit::<Search>::uninit();
         for (x, y) in src.chunks(CHUNK * BLOCK_WEIGHTS).zip(dst.chunks_mut(CHUNK * BLOCK_BYTES)) {
-            chunk(x, y);
+            chunk(x, y, &mut st);
         }
     }
 
@@ -622,6 +673,112 @@ mod tests {
             s[8 + j % 4] |= (l >> 4) << (2 * (j / 4));
         }
         s
+    }
+
+    /// The last refinement pass of `make_q3_quants(16, 4, x, .., true)` that changed a quant, as
+    /// ggml runs it (0: none did, or `x` is all but zero).
+    fn last_changing_pass(x: &[f32]) -> usize {
+        let amax = x.iter().fold(0f32, |a, v| a.max(v.abs()));
+        if amax < super::super::kquant_search::GROUP_MAX_EPS {
+            return 0;
+        }
+        let max = *x.iter().find(|v| v.abs() == amax).unwrap();
+        let iscale = -4.0 / max;
+        let mut l: Vec<i32> = x.iter().map(|&v| nearest_int(iscale * v).clamp(-4, 3)).collect();
+        let (mut sumlx, mut suml2) = (0f32, 0f32);
+        for i in 0..16 {
+            let w = x[i] * x[i];
+            sumlx += w * x[i] * l[i] as f32;
+            suml2 += w * l[i] as f32 * l[i] as f32;
+        }
+        let mut last = 0;
+        for pass in 1..=5 {
+            for i in 0..16 {
+                let (w, li) = (x[i] * x[i], l[i] as f32);
+                let mut slx = sumlx - w * x[i] * li;
+                if slx > 0.0 {
+                    let mut sl2 = suml2 - w * li * li;
+                    let nl = nearest_int(x[i] * sl2 / slx).clamp(-4, 3);
+                    if nl != l[i] {
+                        slx += w * x[i] * nl as f32;
+                        sl2 += w * nl as f32 * nl as f32;
+                        if sl2 > 0.0 && slx * slx * suml2 > sumlx * sumlx * sl2 {
+                            (l[i], sumlx, suml2, last) = (nl, slx, sl2, pass);
+                        }
+                    }
+                }
+            }
+            if last != pass {
+                break;
+            }
+        }
+        last
+    }
+
+    /// Weights on which ggml's search changes quants in every one of its five passes somewhere,
+    /// with zero, tiny, ordinary and large blocks.
+    fn searched_weights(n: usize) -> Vec<f32> {
+        let mut s = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 24) as f32
+        };
+        (0..n)
+            .map(|i| {
+                let g = next() + next() + next() + next() - 2.0;
+                let scale = [0.0, 0.01, 0.06, 1.0, 3e4][(i / 256) % 5] * if (i / 16) % 13 == 0 { 1e-3 } else { 1.0 };
+                if next() < 0.02 {
+                    g * scale * 8.0
+                } else {
+                    g * scale
+                }
+            })
+            .collect()
+    }
+
+    /// The AVX2 search (all sub-blocks of a chunk of up to 16 blocks in lanes, then the ones that
+    /// still change regrouped into new lanes, pass after pass) finds exactly the scales and quants
+    /// of the scalar `make_q3_quants` for every sub-block, including those whose fifth pass
+    /// changes something.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn lane_search_equals_make_q3_quants() {
+        if !super::super::kquant_lanes::use_avx2() {
+            return;
+        }
+        let x = searched_weights(256 * 301);
+        let mut hist = [0usize; 6];
+        for sub in x.chunks_exact(16) {
+            hist[last_changing_pass(sub)] += 1;
+        }
+        assert!(hist.iter().all(|&c| c > 0), "some sub-block's last change in every pass: {hist:?}");
+        // SAFETY: the CPU has AVX2 (checked above).
+        let (scales, quants) = unsafe { lanes::search_all(&x) };
+        for (j, sub) in x.chunks_exact(16).enumerate() {
+            let mut l = [0i8; 16];
+            let scale = make_q3_quants(16, 4, sub, &mut l, true);
+            assert_eq!(scales[j].to_bits(), scale.to_bits(), "sub-block {j}");
+            assert!(quants[16 * j..16 * j + 16].iter().zip(&l).all(|(&a, &b)| a == b as u8), "sub-block {j}");
+        }
+    }
+
+    /// The same bytes as the scalar reference for every number of blocks (odd, partial and whole
+    /// chunks of the AVX2 encoder).
+    #[test]
+    fn fast_encoder_equals_reference_over_chunks() {
+        let x = searched_weights(256 * 301);
+        for nb in [1, 2, 3, 15, 16, 17, 31, 32, 33, 301] {
+            let (xs, bytes) = (&x[..256 * nb], BLOCK_BYTES * nb);
+            let (mut a, mut b) = (vec![0u8; bytes], vec![0xA5u8; bytes]);
+            quantize(xs, &mut a);
+            quantize_fast(xs, &mut b);
+            let blk = |v: &[u8], i: usize| v[i * BLOCK_BYTES..(i + 1) * BLOCK_BYTES].to_vec();
+            if let Some(i) = (0..nb).find(|&i| blk(&a, i) != blk(&b, i)) {
+                panic!("{nb} blocks: block {i} differs");
+            }
+        }
     }
 
     #[test]
