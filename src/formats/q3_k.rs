@@ -197,6 +197,7 @@ mod lanes {
     use super::super::q2_k::lanes::imatrix_weights;
     use super::{pack_scale, BLOCK_BYTES, BLOCK_WEIGHTS};
     use std::arch::x86_64::*;
+    use std::mem::MaybeUninit;
 
     /// The 16 sub-block scales of one block from its two lane groups.
     #[inline]
@@ -295,11 +296,13 @@ mod lanes {
     /// chunk) is lane `p % 8` of group `p / 8`. After the first pass its quants (as f32, without
     /// the `nmax` offset) are in `lq[p / 8][i]`, lane `p % 8`; where the group has lanes that need
     /// more passes (`rows_ok`), they are also in `rows[p]` (one row per sub-block, which is how
-    /// [`refine`] gathers and updates them) and that copy is the current one.
+    /// [`refine`] gathers and updates them) and that copy is the current one. `lq` and `rows` are
+    /// left uninitialised (32 KiB): [`start`] writes `lq` for every group of the chunk and `rows`
+    /// for every group with `rows_ok` before anything reads them.
     #[repr(C, align(32))]
     struct Search {
-        lq: [[__m256; 16]; 2 * CHUNK],
-        rows: [[f32; 16]; 16 * CHUNK],
+        lq: [MaybeUninit<[__m256; 16]>; 2 * CHUNK],
+        rows: [MaybeUninit<[f32; 16]>; 16 * CHUNK],
         sumlx: [f32; 16 * CHUNK],
         suml2: [f32; 16 * CHUNK],
         small: [u8; 2 * CHUNK],
@@ -339,7 +342,7 @@ mod lanes {
             for i in 0..16 {
                 col[i] = lg[i][g];
             }
-            st.lq[gg] = col;
+            st.lq[gg].write(col);
             _mm256_storeu_ps(st.sumlx[8 * gg..].as_mut_ptr(), slx[g]);
             _mm256_storeu_ps(st.suml2[8 * gg..].as_mut_ptr(), sl2[g]);
             let sm = _mm256_movemask_ps(small[g]) as u32;
@@ -350,8 +353,9 @@ mod lanes {
             if pend != 0 {
                 let (lo, hi) = to_rows(&col);
                 for k in 0..8 {
-                    _mm256_storeu_ps(st.rows[8 * gg + k].as_mut_ptr(), lo[k]);
-                    _mm256_storeu_ps(st.rows[8 * gg + k][8..].as_mut_ptr(), hi[k]);
+                    let r = st.rows[8 * gg + k].as_mut_ptr() as *mut f32;
+                    _mm256_storeu_ps(r, lo[k]);
+                    _mm256_storeu_ps(r.add(8), hi[k]);
                 }
             }
             bits |= pend << (8 * g);
@@ -381,8 +385,10 @@ mod lanes {
                 let p = p as usize;
                 xl[t] = _mm256_loadu_ps(x[16 * p..].as_ptr());
                 xh[t] = _mm256_loadu_ps(x[16 * p + 8..].as_ptr());
-                ll[t] = _mm256_loadu_ps(st.rows[p].as_ptr());
-                lh[t] = _mm256_loadu_ps(st.rows[p][8..].as_ptr());
+                // Written by `start` (the group of a pending sub-block has `rows_ok`).
+                let r = st.rows[p].as_ptr() as *const f32;
+                ll[t] = _mm256_loadu_ps(r);
+                lh[t] = _mm256_loadu_ps(r.add(8));
                 a[t] = st.sumlx[p];
                 b[t] = st.suml2[p];
             }
@@ -412,8 +418,9 @@ mod lanes {
                 let t = m.trailing_zeros() as usize;
                 m &= m - 1;
                 let p = pack[t] as usize;
-                _mm256_storeu_ps(st.rows[p].as_mut_ptr(), lo[t]);
-                _mm256_storeu_ps(st.rows[p][8..].as_mut_ptr(), hi[t]);
+                let r = st.rows[p].as_mut_ptr() as *mut f32;
+                _mm256_storeu_ps(r, lo[t]);
+                _mm256_storeu_ps(r.add(8), hi[t]);
                 st.sumlx[p] = a[t];
                 st.suml2[p] = b[t];
                 next[*nn] = p as u16;
@@ -478,6 +485,21 @@ mod lanes {
     }
 
     impl Search {
+        #[inline(always)]
+        fn new() -> Search {
+            let zero = [0f32; 16 * CHUNK];
+            Search {
+                lq: [const { MaybeUninit::uninit() }; 2 * CHUNK],
+                rows: [const { MaybeUninit::uninit() }; 16 * CHUNK],
+                sumlx: zero,
+                suml2: zero,
+                small: [0; 2 * CHUNK],
+                // SAFETY: only the AVX2 encoders (run after the CPU check) make a `Search`.
+                small_v: [unsafe { _mm256_setzero_ps() }; 2 * CHUNK],
+                rows_ok: [false; 2 * CHUNK],
+            }
+        }
+
         /// The returned scales of block `b`'s 16 sub-blocks (sub-block `8h + k` in lane `k` of
         /// vector `h`): `sumlx / suml2`, or 0 where `suml2 <= 0` or the sub-block is all but zero.
         #[inline]
@@ -504,7 +526,13 @@ mod lanes {
             if self.small[g] & (1 << k) != 0 {
                 return 0;
             }
-            let l = if self.rows_ok[g] { self.rows[p][i] } else { to_arr(self.lq[g][i])[k] };
+            // SAFETY: `start` wrote `lq` of every group of the chunk and `rows` of those with
+            // `rows_ok`.
+            let l = if self.rows_ok[g] {
+                self.rows[p].assume_init_ref()[i]
+            } else {
+                to_arr(self.lq[g].assume_init_ref()[i])[k]
+            };
             (l as i32 + 4) as u8
         }
     }
@@ -513,12 +541,9 @@ mod lanes {
     /// and second pass.
     #[inline]
     #[target_feature(enable = "avx2")]
-    unsafe fn chunk(x: &[f32], y: &mut [u8], st: &mut std::mem::MaybeUninit<Search>) {
+    unsafe fn chunk(x: &[f32], y: &mut [u8], st: &mut Search) {
         let nb = x.len() / BLOCK_WEIGHTS;
         debug_assert!(nb <= CHUNK && y.len() == nb * BLOCK_BYTES);
-        // SAFETY: every field is plain data (any bits are valid); `search` writes the groups of
-        // the `nb` blocks before anything reads them, and `rows` is read only where it wrote them.
-        let st = st.assume_init_mut();
         search(x, st);
         for b in 0..nb {
             let (xb, yb) =
@@ -533,11 +558,9 @@ mod lanes {
     #[cfg(test)]
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn search_all(x: &[f32]) -> (Vec<f32>, Vec<u8>) {
-        let mut st = std::mem::MaybeUninit::<Search>::uninit();
+        let s = &mut Search::new();
         let (mut scales, mut quants) = (Vec::new(), Vec::new());
         for xc in x.chunks(CHUNK * BLOCK_WEIGHTS) {
-            // SAFETY: as in `chunk`.
-            let s = st.assume_init_mut();
             search(xc, s);
             for b in 0..xc.len() / BLOCK_WEIGHTS {
                 for v in s.scales(b) {
@@ -614,7 +637,7 @@ mod lanes {
     pub unsafe fn quantize(src: &[f32], dst: &mut [u8]) {
         let nb = (src.len() / BLOCK_WEIGHTS).min(dst.len() / BLOCK_BYTES);
         let (src, dst) = (&src[..nb * BLOCK_WEIGHTS], &mut dst[..nb * BLOCK_BYTES]);
-        let mut st = std::mem::MaybeUninit::<Search>::uninit();
+        let mut st = Search::new();
         for (x, y) in src.chunks(CHUNK * BLOCK_WEIGHTS).zip(dst.chunks_mut(CHUNK * BLOCK_BYTES)) {
             chunk(x, y, &mut st);
         }
