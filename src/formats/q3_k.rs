@@ -707,6 +707,7 @@ mod tests {
 
     /// The last refinement pass of `make_q3_quants(16, 4, x, .., true)` that changed a quant, as
     /// ggml runs it (0: none did, or `x` is all but zero).
+    #[cfg(target_arch = "x86_64")]
     fn last_changing_pass(x: &[f32]) -> usize {
         let amax = x.iter().fold(0f32, |a, v| a.max(v.abs()));
         if amax < super::super::kquant_search::GROUP_MAX_EPS {
