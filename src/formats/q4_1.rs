@@ -223,6 +223,47 @@ mod tests {
         }
     }
 
+    /// Blocks at every binary scale from the subnormal to the largest: the AVX2 encoder skips
+    /// `MIN(15, q)` for groups of 8 blocks whose `d` is 0 or normal (where no quant can reach 16),
+    /// and must still give the reference's bytes at the edges of that range.
+    #[test]
+    fn fast_encoder_equals_reference_at_every_scale() {
+        let mut s = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 24) as f32
+        };
+        let nb = 8 * 300;
+        let x: Vec<f32> = (0..32 * nb)
+            .map(|i| {
+                let b = i / 32;
+                // Scale 2^e with e from -149 to 127 (blocks of one group differ).
+                let e = (b * 37 % 277) as i32 - 149;
+                let v = (next() - 0.5) * 2.0;
+                let v = if i % 32 == b % 32 {
+                    1.0
+                } else if i % 32 == (b + 7) % 32 {
+                    -1.0
+                } else {
+                    v
+                };
+                (v as f64 * 2f64.powi(e)) as f32
+            })
+            .collect();
+        let (mut a, mut b) = (vec![0u8; BLOCK_BYTES * nb], vec![0u8; BLOCK_BYTES * nb]);
+        quantize(&x, &mut a);
+        quantize_fast(&x, &mut b);
+        for i in 0..nb {
+            assert_eq!(
+                a[i * BLOCK_BYTES..(i + 1) * BLOCK_BYTES],
+                b[i * BLOCK_BYTES..(i + 1) * BLOCK_BYTES],
+                "block {i}"
+            );
+        }
+    }
+
     #[test]
     fn hand_built_block() {
         let mut b = vec![0u8; BLOCK_BYTES];
