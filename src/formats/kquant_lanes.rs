@@ -722,8 +722,6 @@ pub(crate) mod avx2 {
         hdr: [u32; 8],
         bad: __m256,
         exact: bool,
-        /// Every quant of the group is at most 15 whatever `cap` is (see [`min_max_stats8`]).
-        below16: bool,
     }
 
     /// The reductions and divisions of [`min_max_blocks8`] for the 8 blocks of `x[..256]`.
@@ -731,17 +729,7 @@ pub(crate) mod avx2 {
     pub unsafe fn min_max_stats8(x: &[f32], div: f32) -> MinMax8 {
         let (min, max, bad, exact) = min_max8(&x[..8 * 32]);
         let d = _mm256_div_ps(_mm256_sub_ps(max, min), _mm256_set1_ps(div));
-        // With finite weights and `d` zero (`id` = 0, every quant 0) or a normal float: `D = max -
-        // min` rounded bounds every `x - min` rounded, `id = 1 / (D / div)` with two roundings of
-        // relative error at most 2^-24 each (`1 / d` is normal too: `d <= FLT_MAX / div`), so
-        // `(x - min) * id <= div * (1 + 2^-22)` and, for `div = 15`, `+ 0.5` truncates to at most 15.
-        let normal = _mm256_and_ps(
-            _mm256_cmp_ps::<_CMP_GE_OQ>(d, _mm256_set1_ps(f32::MIN_POSITIVE)),
-            _mm256_cmp_ps::<_CMP_LE_OQ>(d, _mm256_set1_ps(f32::MAX)),
-        );
-        let fits = _mm256_or_ps(normal, _mm256_cmp_ps::<_CMP_EQ_OQ>(d, _mm256_setzero_ps()));
-        let below16 = exact && div <= 15.0 && _mm256_movemask_ps(fits) == 0xFF && _mm256_movemask_ps(bad) == 0;
-        MinMax8 { id: to_arr(inv_or_zero(d)), mins: to_arr(min), hdr: fp16_pairs8(d, min), bad, exact, below16 }
+        MinMax8 { id: to_arr(inv_or_zero(d)), mins: to_arr(min), hdr: fp16_pairs8(d, min), bad, exact }
     }
 
     /// The per-weight half of [`min_max_blocks8`], given its [`min_max_stats8`].
@@ -759,12 +747,7 @@ pub(crate) mod avx2 {
         let mut neg = _mm256_setzero_si256();
         if s.exact {
             // As in `absmax_blocks8`: `bad` already covers NaN.
-            if BITS == 4 && s.below16 {
-                // Q4_1's `MIN(15, q)` changes nothing here.
-                min_max_run::<BITS>(xo, y, (bb, (&s.id, &s.mins), &s.hdr, None), &mut neg);
-            } else {
-                min_max_run::<BITS>(xo, y, run, &mut neg);
-            }
+            min_max_run::<BITS>(xo, y, run, &mut neg);
             return _mm256_movemask_ps(s.bad) != 0;
         }
         min_max_run::<BITS>(xo, y, run, &mut neg);
@@ -835,30 +818,24 @@ pub(crate) mod avx2 {
             yb[0..4].copy_from_slice(&hdr[k + 1].to_le_bytes());
             let a = quants_i16(&min_quants(&xo[32 * k..32 * k + 32], id[k], mins[k]), neg);
             let b = quants_i16(&min_quants(&xo[32 * k + 32..32 * k + 64], id[k + 1], mins[k + 1]), neg);
-            if BITS == 4 {
-                // `cap` is None only where every quant is known to be at most 15.
-                put_q4_pair(a, b, cap, &mut ya[4..], &mut yb[4..]);
-            } else {
-                put_quants_i16_pair::<BITS>(a, b, cap.map(i16::from), &mut ya[4..], &mut yb[4..]);
+            match cap {
+                Some(n) if BITS == 4 => put_q4_pair_capped(a, b, n, &mut ya[4..], &mut yb[4..]),
+                _ => put_quants_i16_pair::<BITS>(a, b, cap.map(i16::from), &mut ya[4..], &mut yb[4..]),
             }
         }
     }
 
-    /// The 4-bit quants of [`quants_i16`] of two blocks `a` and `b`, each at most `cap` (without
-    /// `cap`: each known to be at most 15), stored as [`put_q4`] does: bytes first (the saturating
-    /// packs keep 0..=255 and make the i16 -32768 of an out-of-range conversion 0, C's low byte of
-    /// it), then capped and paired into nibbles, 32 bytes at once (three instructions fewer than
-    /// capping and pairing the i16 lanes).
+    /// The 4-bit quants of [`quants_i16`] of two blocks `a` and `b`, each at most `cap`, stored
+    /// as [`put_q4`] does: bytes first (the saturating packs keep 0..=255 and make the i16 -32768
+    /// of an out-of-range conversion 0, C's low byte of it), then capped and paired into nibbles, 32
+    /// bytes at once (three instructions fewer than capping and pairing the i16 lanes).
     #[inline]
     #[target_feature(enable = "avx2")]
-    unsafe fn put_q4_pair(a: (__m256i, __m256i), b: (__m256i, __m256i), cap: Option<i8>, ya: &mut [u8], yb: &mut [u8]) {
-        let capped = |v| match cap {
-            Some(n) => _mm256_min_epu8(v, _mm256_set1_epi8(n)),
-            None => v,
-        };
+    unsafe fn put_q4_pair_capped(a: (__m256i, __m256i), b: (__m256i, __m256i), cap: i8, ya: &mut [u8], yb: &mut [u8]) {
+        let c = _mm256_set1_epi8(cap);
         // Bytes of elements j < 16 of a and b, then of elements j + 16, in the same positions.
-        let lo = capped(_mm256_packus_epi16(a.0, b.0));
-        let hi = capped(_mm256_packus_epi16(a.1, b.1));
+        let lo = _mm256_min_epu8(_mm256_packus_epi16(a.0, b.0), c);
+        let hi = _mm256_min_epu8(_mm256_packus_epi16(a.1, b.1), c);
         // Bytes at most 15: the 16-bit shift moves nothing across bytes.
         let q = _mm256_or_si256(lo, _mm256_slli_epi16::<4>(hi));
         let p = _mm256_permutevar8x32_epi32(q, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));

@@ -223,9 +223,8 @@ mod tests {
         }
     }
 
-    /// Blocks at every binary scale from the subnormal to the largest: the AVX2 encoder skips
-    /// `MIN(15, q)` for groups of 8 blocks whose `d` is 0 or normal (where no quant can reach 16),
-    /// and must still give the reference's bytes at the edges of that range.
+    /// Blocks at every binary scale from the subnormal to the largest (`d` zero, subnormal with an
+    /// infinite `1 / d`, subnormal with a finite one, normal, infinite): the reference's bytes.
     #[test]
     fn fast_encoder_equals_reference_at_every_scale() {
         let mut s = 0x2545_F491_4F6C_DD1Du64;
