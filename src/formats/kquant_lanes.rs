@@ -710,25 +710,96 @@ pub(crate) mod avx2 {
         bb: usize,
         (div, cap): (f32, Option<i8>),
     ) -> bool {
-        let (x, y) = (&x[..8 * 32], &mut y[..8 * bb]);
-        let (min, max, bad, exact) = min_max8(x);
+        let s = min_max_stats8(x, div);
+        min_max_emit8::<BITS>(x, y, bb, cap, &s)
+    }
+
+    /// The first half of [`min_max_blocks8`]: per block (lane), `id`, `min`, the fp16 header, the
+    /// non-finite screen and its exactness.
+    pub struct MinMax8 {
+        id: [f32; 8],
+        mins: [f32; 8],
+        hdr: [u32; 8],
+        bad: __m256,
+        exact: bool,
+    }
+
+    /// The reductions and divisions of [`min_max_blocks8`] for the 8 blocks of `x[..256]`.
+    #[inline(always)]
+    pub unsafe fn min_max_stats8(x: &[f32], div: f32) -> MinMax8 {
+        let (min, max, bad, exact) = min_max8(&x[..8 * 32]);
         let d = _mm256_div_ps(_mm256_sub_ps(max, min), _mm256_set1_ps(div));
-        let id = to_arr(inv_or_zero(d));
-        let hdr = fp16_pairs8(d, min);
-        let mins = to_arr(min);
+        MinMax8 { id: to_arr(inv_or_zero(d)), mins: to_arr(min), hdr: fp16_pairs8(d, min), bad, exact }
+    }
+
+    /// The per-weight half of [`min_max_blocks8`], given its [`min_max_stats8`].
+    #[inline(always)]
+    pub unsafe fn min_max_emit8<const BITS: u32>(
+        x: &[f32],
+        y: &mut [u8],
+        bb: usize,
+        cap: Option<i8>,
+        s: &MinMax8,
+    ) -> bool {
+        let (x, y) = (&x[..8 * 32], &mut y[..8 * bb]);
         let xo = opaque(x);
-        let run = (bb, (&id, &mins), &hdr, cap);
+        let run = (bb, (&s.id, &s.mins), &s.hdr, cap);
         let mut neg = _mm256_setzero_si256();
-        if exact {
+        if s.exact {
             // As in `absmax_blocks8`: `bad` already covers NaN.
             min_max_run::<BITS>(xo, y, run, &mut neg);
-            return _mm256_movemask_ps(bad) != 0;
+            return _mm256_movemask_ps(s.bad) != 0;
         }
         min_max_run::<BITS>(xo, y, run, &mut neg);
         if any_neg_i16(neg) {
-            return min_max_exact8::<BITS>(x, y, bb, (&id, &mins), cap, bad);
+            return min_max_exact8::<BITS>(x, y, bb, (&s.id, &s.mins), cap, s.bad);
         }
-        _mm256_movemask_ps(bad) != 0
+        _mm256_movemask_ps(s.bad) != 0
+    }
+
+    /// How many groups of 8 legacy blocks ahead the pipelined encoders prefetch their input.
+    const PREFETCH_GROUPS: usize = 2;
+
+    /// Prefetches the 1 KiB of `x[..256]` (16 cache lines) into L1.
+    #[inline(always)]
+    unsafe fn prefetch_group(x: &[f32]) {
+        let p = x[..256].as_ptr() as *const i8;
+        for l in 0..16 {
+            _mm_prefetch::<_MM_HINT_T0>(p.add(64 * l));
+        }
+    }
+
+    /// [`by_eights`] with [`min_max_blocks8`] as `blocks8`, software-pipelined: the reductions and
+    /// the two divisions of the next 8 blocks are issued before the per-weight pass of the current
+    /// 8, whose stores then do not wait on them. The same bytes and result.
+    #[inline(always)]
+    pub unsafe fn min_max_by_eights<const BITS: u32>(
+        src: &[f32],
+        dst: &mut [u8],
+        bb: usize,
+        (div, cap): (f32, Option<i8>),
+        block: impl Fn(&[f32], &mut [u8]),
+    ) -> bool {
+        let n8 = (src.len() / 256).min(dst.len() / (8 * bb));
+        let mut bad = false;
+        if n8 > 0 {
+            let mut cur = min_max_stats8(&src[..256], div);
+            for g in 1..n8 {
+                if g + PREFETCH_GROUPS < n8 {
+                    prefetch_group(&src[256 * (g + PREFETCH_GROUPS)..]);
+                }
+                let next = min_max_stats8(&src[256 * g..256 * g + 256], div);
+                bad |= min_max_emit8::<BITS>(&src[256 * (g - 1)..], &mut dst[8 * bb * (g - 1)..], bb, cap, &cur);
+                cur = next;
+            }
+            bad |= min_max_emit8::<BITS>(&src[256 * (n8 - 1)..], &mut dst[8 * bb * (n8 - 1)..], bb, cap, &cur);
+        }
+        let rest = src.len() / 32 - 8 * n8;
+        for (x, y) in src[256 * n8..].chunks_exact(32).zip(dst[8 * bb * n8..].chunks_exact_mut(bb)).take(rest) {
+            block(x, y);
+            bad |= maybe_non_finite(x);
+        }
+        bad
     }
 
     /// The per-weight pass of [`min_max_blocks8`], or-ing the quants into `neg`.
@@ -747,8 +818,29 @@ pub(crate) mod avx2 {
             yb[0..4].copy_from_slice(&hdr[k + 1].to_le_bytes());
             let a = quants_i16(&min_quants(&xo[32 * k..32 * k + 32], id[k], mins[k]), neg);
             let b = quants_i16(&min_quants(&xo[32 * k + 32..32 * k + 64], id[k + 1], mins[k + 1]), neg);
-            put_quants_i16_pair::<BITS>(a, b, cap.map(i16::from), &mut ya[4..], &mut yb[4..]);
+            match cap {
+                Some(n) if BITS == 4 => put_q4_pair_capped(a, b, n, &mut ya[4..], &mut yb[4..]),
+                _ => put_quants_i16_pair::<BITS>(a, b, cap.map(i16::from), &mut ya[4..], &mut yb[4..]),
+            }
         }
+    }
+
+    /// The 4-bit quants of [`quants_i16`] of two blocks `a` and `b`, each at most `cap`, stored
+    /// as [`put_q4`] does: bytes first (the saturating packs keep 0..=255 and make the i16 -32768
+    /// of an out-of-range conversion 0, C's low byte of it), then capped and paired into nibbles, 32
+    /// bytes at once (three instructions fewer than capping and pairing the i16 lanes).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn put_q4_pair_capped(a: (__m256i, __m256i), b: (__m256i, __m256i), cap: i8, ya: &mut [u8], yb: &mut [u8]) {
+        let c = _mm256_set1_epi8(cap);
+        // Bytes of elements j < 16 of a and b, then of elements j + 16, in the same positions.
+        let lo = _mm256_min_epu8(_mm256_packus_epi16(a.0, b.0), c);
+        let hi = _mm256_min_epu8(_mm256_packus_epi16(a.1, b.1), c);
+        // Bytes at most 15: the 16-bit shift moves nothing across bytes.
+        let q = _mm256_or_si256(lo, _mm256_slli_epi16::<4>(hi));
+        let p = _mm256_permutevar8x32_epi32(q, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm_storeu_si128(ya[..16].as_mut_ptr() as *mut __m128i, _mm256_castsi256_si128(p));
+        _mm_storeu_si128(yb[..16].as_mut_ptr() as *mut __m128i, _mm256_extracti128_si256::<1>(p));
     }
 
     /// `x * id + offset` of one legacy block, truncated (`cvttps`).
@@ -769,10 +861,13 @@ pub(crate) mod avx2 {
     #[target_feature(enable = "avx2")]
     unsafe fn min_quants(xb: &[f32], id: f32, min: f32) -> [__m256i; 4] {
         let v = load4(xb);
-        let (idv, minv, c) = (_mm256_set1_ps(id), _mm256_set1_ps(min), _mm256_set1_ps(0.5));
+        let (idv, minv, c) = (_mm256_set1_ps(-id), _mm256_set1_ps(min), _mm256_set1_ps(0.5));
         let mut q = [_mm256_setzero_si256(); 4];
         for r in 0..4 {
-            q[r] = _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v[r], minv), idv), c));
+            // `(min - x) * -id` is `(x - min) * id` bit for bit (round-to-nearest-even is symmetric
+            // under negation) but for the sign of a zero, which the `+ 0.5` erases; `x` as the second
+            // operand of the subtraction lets its load fold into it.
+            q[r] = _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(minv, v[r]), idv), c));
         }
         q
     }
@@ -1410,14 +1505,19 @@ pub(crate) mod avx2 {
         scale
     }
 
-    /// [`make_q3`] on `G` groups of 8 sub-blocks at once (their serial update chains interleaved).
+    /// The start of `make_q3_quants(N, nmax, x, L, do_rmse = true)` on `G` groups of 8 sub-blocks:
+    /// the signed absolute maximum, the first quants (`lq`, as f32, without the `nmax` offset) and
+    /// their sums `sumlx`, `suml2`. Returns `(sumlx, suml2, small)`, `small` true in the lanes whose
+    /// maximum is below `GROUP_MAX_EPS` (ggml returns zeros at once for them; here their values are
+    /// meaningless and the caller must zero them). Then up to five [`q3_pass`]es, each only for the
+    /// lanes that changed in the one before; the scale is `sumlx / suml2` if `suml2 > 0`, else 0.
     #[inline]
     #[target_feature(enable = "avx2")]
-    pub unsafe fn make_q3_g<const N: usize, const G: usize>(
+    pub unsafe fn q3_start<const N: usize, const G: usize>(
         x: &[[__m256; G]; N],
         lq: &mut [[__m256; G]; N],
         nmax: i32,
-    ) -> [__m256; G] {
+    ) -> ([__m256; G], [__m256; G], [__m256; G]) {
         let zero = _mm256_setzero_ps();
         let mut max = [zero; G];
         let mut amax = [zero; G];
@@ -1433,57 +1533,60 @@ pub(crate) mod avx2 {
         for g in 0..G {
             iscale[g] = _mm256_div_ps(_mm256_set1_ps((-nmax) as f32), max[g]);
         }
-        let mut w = [[zero; G]; N];
         let (mut sumlx, mut suml2) = ([zero; G], [zero; G]);
         for i in 0..N {
             for g in 0..G {
                 let lf = ni_clamp(_mm256_mul_ps(iscale[g], x[i][g]), -nmax, nmax - 1);
                 lq[i][g] = lf;
-                w[i][g] = _mm256_mul_ps(x[i][g], x[i][g]);
-                sumlx[g] = _mm256_add_ps(sumlx[g], _mm256_mul_ps(_mm256_mul_ps(w[i][g], x[i][g]), lf));
-                suml2[g] = _mm256_add_ps(suml2[g], _mm256_mul_ps(_mm256_mul_ps(w[i][g], lf), lf));
+                let w = _mm256_mul_ps(x[i][g], x[i][g]);
+                sumlx[g] = _mm256_add_ps(sumlx[g], _mm256_mul_ps(_mm256_mul_ps(w, x[i][g]), lf));
+                suml2[g] = _mm256_add_ps(suml2[g], _mm256_mul_ps(_mm256_mul_ps(w, lf), lf));
             }
         }
-        for _itry in 0..5 {
-            let mut changed = 0;
-            for i in 0..N {
-                for g in 0..G {
-                    let (wk, xv, lf) = (w[i][g], x[i][g], lq[i][g]);
-                    let wx = _mm256_mul_ps(wk, xv);
-                    let slx0 = _mm256_sub_ps(sumlx[g], _mm256_mul_ps(wx, lf));
-                    let sl20 = _mm256_sub_ps(suml2[g], _mm256_mul_ps(_mm256_mul_ps(wk, lf), lf));
-                    let nl = ni_clamp(_mm256_div_ps(_mm256_mul_ps(xv, sl20), slx0), -nmax, nmax - 1);
-                    let slx = _mm256_add_ps(slx0, _mm256_mul_ps(wx, nl));
-                    let sl2 = _mm256_add_ps(sl20, _mm256_mul_ps(_mm256_mul_ps(wk, nl), nl));
-                    let c1 =
-                        _mm256_and_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(slx0, zero), _mm256_cmp_ps::<_CMP_NEQ_OQ>(nl, lf));
-                    let lhs = _mm256_mul_ps(_mm256_mul_ps(slx, slx), suml2[g]);
-                    let rhs = _mm256_mul_ps(_mm256_mul_ps(sumlx[g], sumlx[g]), sl2);
-                    let c2 =
-                        _mm256_and_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(sl2, zero), _mm256_cmp_ps::<_CMP_GT_OQ>(lhs, rhs));
-                    let accept = _mm256_and_ps(c1, c2);
-                    lq[i][g] = sel_mem(accept, nl, lf);
-                    sumlx[g] = sel(accept, slx, sumlx[g]);
-                    suml2[g] = sel(accept, sl2, suml2[g]);
-                    changed |= _mm256_movemask_ps(accept);
-                }
-            }
-            if changed == 0 {
-                break;
-            }
-        }
-        let nmaxv = _mm256_set1_ps(nmax as f32);
         let eps = _mm256_set1_ps(super::super::kquant_search::GROUP_MAX_EPS);
-        let mut scale = [zero; G];
+        let mut small = [zero; G];
         for g in 0..G {
-            let pos = _mm256_cmp_ps::<_CMP_GT_OQ>(suml2[g], zero);
-            let small = _mm256_cmp_ps::<_CMP_LT_OQ>(amax[g], eps);
-            scale[g] = sel(small, zero, sel(pos, _mm256_div_ps(sumlx[g], suml2[g]), zero));
-            for q in lq.iter_mut() {
-                q[g] = sel(small, zero, _mm256_add_ps(q[g], nmaxv));
+            small[g] = _mm256_cmp_ps::<_CMP_LT_OQ>(amax[g], eps);
+        }
+        (sumlx, suml2, small)
+    }
+
+    /// One pass of `make_q3_quants`'s refinement loop (`for i in 0..n`) on `G` groups of 8
+    /// sub-blocks. Returns the lanes where some quant changed (ggml's `n_changed != 0`): only they
+    /// need another pass, which would change nothing in the others.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn q3_pass<const N: usize, const G: usize>(
+        x: &[[__m256; G]; N],
+        lq: &mut [[__m256; G]; N],
+        sumlx: &mut [__m256; G],
+        suml2: &mut [__m256; G],
+        nmax: i32,
+    ) -> [__m256; G] {
+        let zero = _mm256_setzero_ps();
+        let mut changed = [zero; G];
+        for i in 0..N {
+            for g in 0..G {
+                let (xv, lf) = (x[i][g], lq[i][g]);
+                let wk = _mm256_mul_ps(xv, xv);
+                let wx = _mm256_mul_ps(wk, xv);
+                let slx0 = _mm256_sub_ps(sumlx[g], _mm256_mul_ps(wx, lf));
+                let sl20 = _mm256_sub_ps(suml2[g], _mm256_mul_ps(_mm256_mul_ps(wk, lf), lf));
+                let nl = ni_clamp(_mm256_div_ps(_mm256_mul_ps(xv, sl20), slx0), -nmax, nmax - 1);
+                let slx = _mm256_add_ps(slx0, _mm256_mul_ps(wx, nl));
+                let sl2 = _mm256_add_ps(sl20, _mm256_mul_ps(_mm256_mul_ps(wk, nl), nl));
+                let c1 = _mm256_and_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(slx0, zero), _mm256_cmp_ps::<_CMP_NEQ_OQ>(nl, lf));
+                let lhs = _mm256_mul_ps(_mm256_mul_ps(slx, slx), suml2[g]);
+                let rhs = _mm256_mul_ps(_mm256_mul_ps(sumlx[g], sumlx[g]), sl2);
+                let c2 = _mm256_and_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(sl2, zero), _mm256_cmp_ps::<_CMP_GT_OQ>(lhs, rhs));
+                let accept = _mm256_and_ps(c1, c2);
+                lq[i][g] = sel_mem(accept, nl, lf);
+                sumlx[g] = sel(accept, slx, sumlx[g]);
+                suml2[g] = sel(accept, sl2, suml2[g]);
+                changed[g] = _mm256_or_ps(changed[g], accept);
             }
         }
-        scale
+        changed
     }
 
     /// `make_qx_quants(N, nmax, x, L, rmse_type = 1, qw)` on 8 sub-blocks (`w` = `qw` or `x * x`);

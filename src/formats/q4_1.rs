@@ -143,18 +143,10 @@ mod lanes {
         imatrix_blocks(&x[done..], &qw[done..], sigma2, &mut dst[done / BLOCK_WEIGHTS * BLOCK_BYTES..]);
     }
 
-    /// `quantize_row_q4_1_ref` of 8 consecutive blocks: the reductions of the 8 blocks side by side
-    /// (lane `k` = block `k`), then each block's 32 weights side by side.
-    #[inline]
-    #[target_feature(enable = "avx2,f16c")]
-    unsafe fn blocks8(x: &[f32], y: &mut [u8]) -> bool {
-        min_max_blocks8::<4>(x, y, BLOCK_BYTES, (15.0, Some(15)))
-    }
-
     /// Returns whether the input may hold a NaN or an infinity.
     #[target_feature(enable = "avx2,f16c")]
     pub unsafe fn quantize(src: &[f32], dst: &mut [u8]) -> bool {
-        by_eights(src, dst, (BLOCK_WEIGHTS, BLOCK_BYTES), |x, y| unsafe { blocks8(x, y) }, |x, y| block(x, y))
+        min_max_by_eights::<4>(src, dst, BLOCK_BYTES, (15.0, Some(15)), |x, y| block(x, y))
     }
 }
 
@@ -192,6 +184,84 @@ pub fn quantize_row_imatrix_fast(x: &[f32], qw: &[f32], dst: &mut [u8]) {
 mod tests {
     use super::super::testutil::h;
     use super::*;
+
+    /// The AVX2 encoder works on groups of 8 blocks, the reductions of the next group issued
+    /// before the weights of the current one, and on single blocks after the last group: the
+    /// scalar reference's bytes for every block count, and a screen that reports every NaN and
+    /// infinity (wherever it is: in a group, in the group after, in the blocks left over).
+    #[test]
+    fn fast_encoder_equals_reference_for_every_block_count() {
+        let mut s = 0x9E37_79B9_7F4A_7C15u64;
+        let x: Vec<f32> = (0..32 * 90)
+            .map(|i| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                let u = (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+                u * [1.0, 0.01, 300.0, 1e-30][(i / 96) % 4] + if (i / 32) % 5 == 0 { 2.0 } else { 0.0 }
+            })
+            .collect();
+        for nb in (0..=26).chain([63, 64, 65, 90]) {
+            let xs = &x[..32 * nb];
+            let (mut a, mut b) = (vec![0u8; BLOCK_BYTES * nb], vec![0x5Au8; BLOCK_BYTES * nb]);
+            quantize(xs, &mut a);
+            let bad = quantize_screened(xs, &mut b);
+            assert!(a == b, "{nb} blocks");
+            if super::super::kquant_lanes::use_avx2() {
+                assert!(!bad, "{nb} finite blocks");
+            }
+            for pos in [0, 31, 32 * 8 + 3, 32 * nb.saturating_sub(1) + 7] {
+                if pos >= xs.len() {
+                    continue;
+                }
+                for v in [f32::NAN, f32::INFINITY] {
+                    let mut y = xs.to_vec();
+                    y[pos] = v;
+                    assert!(quantize_screened(&y, &mut b), "{nb} blocks, {v} at {pos}");
+                }
+            }
+        }
+    }
+
+    /// Blocks at every binary scale from the subnormal to the largest (`d` zero, subnormal with an
+    /// infinite `1 / d`, subnormal with a finite one, normal, infinite): the reference's bytes.
+    #[test]
+    fn fast_encoder_equals_reference_at_every_scale() {
+        let mut s = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 24) as f32
+        };
+        let nb = 8 * 300;
+        let x: Vec<f32> = (0..32 * nb)
+            .map(|i| {
+                let b = i / 32;
+                // Scale 2^e with e from -149 to 127 (blocks of one group differ).
+                let e = (b * 37 % 277) as i32 - 149;
+                let v = (next() - 0.5) * 2.0;
+                let v = if i % 32 == b % 32 {
+                    1.0
+                } else if i % 32 == (b + 7) % 32 {
+                    -1.0
+                } else {
+                    v
+                };
+                (v as f64 * 2f64.powi(e)) as f32
+            })
+            .collect();
+        let (mut a, mut b) = (vec![0u8; BLOCK_BYTES * nb], vec![0u8; BLOCK_BYTES * nb]);
+        quantize(&x, &mut a);
+        quantize_fast(&x, &mut b);
+        for i in 0..nb {
+            assert_eq!(
+                a[i * BLOCK_BYTES..(i + 1) * BLOCK_BYTES],
+                b[i * BLOCK_BYTES..(i + 1) * BLOCK_BYTES],
+                "block {i}"
+            );
+        }
+    }
 
     #[test]
     fn hand_built_block() {
