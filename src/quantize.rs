@@ -583,6 +583,37 @@ mod tests {
         }
     }
 
+    /// The legacy AVX2 encoders work on groups of 8 blocks (the next group's reductions issued
+    /// before the current group's weights) and on single blocks after the last group: the
+    /// reference's bytes for every block count, and a screen that reports a NaN or an infinity
+    /// wherever it sits (in the first group, the second, the blocks left over).
+    #[test]
+    fn screened_encoders_equal_reference_for_every_block_count() {
+        let x = nasty(32 * 90, 13);
+        for &t in QuantType::ALL.iter().filter(|t| t.block_size() == 32) {
+            let Some(screened) = screened_encoder(t) else { continue };
+            for nb in (0..=26).chain([63, 64, 65, 90]) {
+                let xs = &x[..32 * nb];
+                let n = encoded_len(t, xs.len()).unwrap();
+                let (mut a, mut b) = (vec![0u8; n], vec![0x5Au8; n]);
+                encoder(t)(xs, &mut a);
+                let bad = screened(xs, &mut b);
+                assert!(a == b, "{t}: {nb} blocks");
+                assert!(first_non_finite(xs).is_none() || bad, "{t}: {nb} blocks");
+                for pos in [0, 31, 32 * 8 + 3, (32 * nb).saturating_sub(25)] {
+                    if pos >= xs.len() {
+                        continue;
+                    }
+                    for v in [f32::NAN, f32::NEG_INFINITY] {
+                        let mut y = xs.to_vec();
+                        y[pos] = v;
+                        assert!(screened(&y, &mut b), "{t}: {nb} blocks, {v} at {pos}");
+                    }
+                }
+            }
+        }
+    }
+
     /// Every encoder writes every output byte and reads none: the Python binding hands them
     /// uninitialised memory.
     #[test]

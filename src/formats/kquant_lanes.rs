@@ -617,40 +617,53 @@ pub(crate) mod avx2 {
         }
     }
 
-    /// `quantize_row_q{4,5}_0_ref` of 8 consecutive blocks of `bb` bytes: the signed absolute
-    /// maxima of the 8 blocks side by side (lane `k` = block `k`), `d = max / div`, then each
-    /// block's 32 weights side by side, `MIN(nmax, (int8_t)(x * id + offset))`, stored as `BITS`-bit
-    /// quants after the fp16 `d`. Returns whether the input may hold a NaN or an infinity.
-    #[inline]
-    #[target_feature(enable = "avx2,f16c")]
-    pub unsafe fn absmax_blocks8<const BITS: u32>(
+    /// `quantize_row_q{4,5}_0_ref` of 8 consecutive blocks, first half: per block (lane `k` = block
+    /// `k`), from the signed absolute maximum, `d = max / div`, `id`, the fp16 `d`, the non-finite
+    /// screen and its exactness.
+    pub struct AbsMax8 {
+        id: [f32; 8],
+        h: [u16; 8],
+        bad: __m256,
+        exact: bool,
+    }
+
+    /// The reduction and division of [`AbsMax8`] for the 8 blocks of `x[..256]`.
+    #[inline(always)]
+    pub unsafe fn absmax_stats8(x: &[f32], div: f32) -> AbsMax8 {
+        let (max, bad, exact) = signed_absmax8(&x[..8 * 32]);
+        let d = _mm256_div_ps(max, _mm256_set1_ps(div));
+        AbsMax8 { id: to_arr(inv_or_zero(d)), h: fp16x8(d), bad, exact }
+    }
+
+    /// The second half, given [`absmax_stats8`]: each block's 32 weights side by side,
+    /// `MIN(nmax, (int8_t)(x * id + offset))`, stored as `BITS`-bit quants after the fp16 `d`.
+    /// Returns whether the input may hold a NaN or an infinity.
+    #[inline(always)]
+    pub unsafe fn absmax_emit8<const BITS: u32>(
         x: &[f32],
         y: &mut [u8],
         bb: usize,
-        (div, offset, nmax): (f32, f32, i8),
+        (offset, nmax): (f32, i8),
+        s: &AbsMax8,
     ) -> bool {
         let (x, y) = (&x[..8 * 32], &mut y[..8 * bb]);
-        let (max, bad, exact) = signed_absmax8(x);
-        let d = _mm256_div_ps(max, _mm256_set1_ps(div));
-        let id = to_arr(inv_or_zero(d));
-        let h = fp16x8(d);
         let xo = opaque(x);
-        let run = (bb, &id, &h, (offset, nmax));
+        let run = (bb, &s.id, &s.h, (offset, nmax));
         let mut neg = _mm256_setzero_si256();
-        if exact {
+        if s.exact {
             // `bad` already covers NaN, and without one the saturating packs store C's bytes
             // (see `quants_i16`): `neg` is not needed (and, unread, not computed).
             absmax_run::<BITS>(xo, y, run, &mut neg);
-            return _mm256_movemask_ps(bad) != 0;
+            return _mm256_movemask_ps(s.bad) != 0;
         }
         absmax_run::<BITS>(xo, y, run, &mut neg);
         if any_neg_i16(neg) {
-            return absmax_exact8::<BITS>(x, y, bb, &id, (offset, nmax), bad);
+            return absmax_exact8::<BITS>(x, y, bb, &s.id, (offset, nmax), s.bad);
         }
-        _mm256_movemask_ps(bad) != 0
+        _mm256_movemask_ps(s.bad) != 0
     }
 
-    /// The per-weight pass of [`absmax_blocks8`], or-ing the quants into `neg` (see [`quants_i16`]).
+    /// The per-weight pass of [`absmax_emit8`], or-ing the quants into `neg` (see [`quants_i16`]).
     #[inline(always)]
     unsafe fn absmax_run<const BITS: u32>(
         xo: &[f32],
@@ -668,7 +681,7 @@ pub(crate) mod avx2 {
         }
     }
 
-    /// The per-weight part of [`absmax_blocks8`] with every lane exactly as C converts it, for a
+    /// The per-weight part of [`absmax_emit8`] with every lane exactly as C converts it, for a
     /// group of 8 blocks that holds a NaN or an infinity (or whose `id` is infinite).
     #[cold]
     #[inline(never)]
@@ -697,25 +710,9 @@ pub(crate) mod avx2 {
         _mm256_movemask_ps(bad) != 0
     }
 
-    /// `quantize_row_q{4,5}_1_ref` of 8 consecutive blocks of `bb` bytes: the minima and maxima of
-    /// the 8 blocks side by side, `d = (max - min) / div`, then each block's 32 weights side by
-    /// side, `(int8_t)((x - min) * id + 0.5)` capped at `cap` if given (Q4_1's `MIN(15, ..)`; Q5_1
-    /// keeps the low byte), stored as `BITS`-bit quants after the fp16 `d` and `min`. Returns
-    /// whether the input may hold a NaN or an infinity.
-    #[inline]
-    #[target_feature(enable = "avx2,f16c")]
-    pub unsafe fn min_max_blocks8<const BITS: u32>(
-        x: &[f32],
-        y: &mut [u8],
-        bb: usize,
-        (div, cap): (f32, Option<i8>),
-    ) -> bool {
-        let s = min_max_stats8(x, div);
-        min_max_emit8::<BITS>(x, y, bb, cap, &s)
-    }
-
-    /// The first half of [`min_max_blocks8`]: per block (lane), `id`, `min`, the fp16 header, the
-    /// non-finite screen and its exactness.
+    /// `quantize_row_q{4,5}_1_ref` of 8 consecutive blocks, first half: per block (lane `k` = block
+    /// `k`), from the minimum and maximum, `d = (max - min) / div`, `id`, `min`, the fp16 header,
+    /// the non-finite screen and its exactness.
     pub struct MinMax8 {
         id: [f32; 8],
         mins: [f32; 8],
@@ -724,7 +721,7 @@ pub(crate) mod avx2 {
         exact: bool,
     }
 
-    /// The reductions and divisions of [`min_max_blocks8`] for the 8 blocks of `x[..256]`.
+    /// The reductions and divisions of [`MinMax8`] for the 8 blocks of `x[..256]`.
     #[inline(always)]
     pub unsafe fn min_max_stats8(x: &[f32], div: f32) -> MinMax8 {
         let (min, max, bad, exact) = min_max8(&x[..8 * 32]);
@@ -732,7 +729,10 @@ pub(crate) mod avx2 {
         MinMax8 { id: to_arr(inv_or_zero(d)), mins: to_arr(min), hdr: fp16_pairs8(d, min), bad, exact }
     }
 
-    /// The per-weight half of [`min_max_blocks8`], given its [`min_max_stats8`].
+    /// The second half, given [`min_max_stats8`]: each block's 32 weights side by side,
+    /// `(int8_t)((x - min) * id + 0.5)` capped at `cap` if given (Q4_1's `MIN(15, ..)`; Q5_1 keeps
+    /// the low byte), stored as `BITS`-bit quants after the fp16 `d` and `min`. Returns whether the
+    /// input may hold a NaN or an infinity.
     #[inline(always)]
     pub unsafe fn min_max_emit8<const BITS: u32>(
         x: &[f32],
@@ -746,7 +746,7 @@ pub(crate) mod avx2 {
         let run = (bb, (&s.id, &s.mins), &s.hdr, cap);
         let mut neg = _mm256_setzero_si256();
         if s.exact {
-            // As in `absmax_blocks8`: `bad` already covers NaN.
+            // As in `absmax_emit8`: `bad` already covers NaN.
             min_max_run::<BITS>(xo, y, run, &mut neg);
             return _mm256_movemask_ps(s.bad) != 0;
         }
@@ -769,30 +769,41 @@ pub(crate) mod avx2 {
         }
     }
 
-    /// [`by_eights`] with [`min_max_blocks8`] as `blocks8`, software-pipelined: the reductions and
-    /// the two divisions of the next 8 blocks are issued before the per-weight pass of the current
-    /// 8, whose stores then do not wait on them. The same bytes and result.
+    /// A legacy encoder of 8 blocks split in two halves for [`pipelined_by_eights`]: `stats` (the
+    /// reductions and divisions) and `emit` (the per-weight pass, returning whether the input may
+    /// hold a NaN or an infinity). Methods rather than closures: `#[inline(always)]` puts them in
+    /// the caller's AVX2 code (a closure would be compiled without its target features).
+    pub trait Halves8 {
+        type Stats;
+        unsafe fn stats(&self, x: &[f32]) -> Self::Stats;
+        unsafe fn emit(&self, x: &[f32], y: &mut [u8], s: &Self::Stats) -> bool;
+    }
+
+    /// [`by_eights`] for encoders split in [`Halves8`], software-pipelined: `stats` of the next 8
+    /// blocks is issued before `emit` of the current 8, whose stores then do not wait on it; the
+    /// input is prefetched [`PREFETCH_GROUPS`] groups ahead. The same bytes and result as
+    /// `by_eights` with `blocks8 = emit(stats)`.
     #[inline(always)]
-    pub unsafe fn min_max_by_eights<const BITS: u32>(
+    pub unsafe fn pipelined_by_eights<H: Halves8>(
         src: &[f32],
         dst: &mut [u8],
         bb: usize,
-        (div, cap): (f32, Option<i8>),
+        h: H,
         block: impl Fn(&[f32], &mut [u8]),
     ) -> bool {
         let n8 = (src.len() / 256).min(dst.len() / (8 * bb));
         let mut bad = false;
         if n8 > 0 {
-            let mut cur = min_max_stats8(&src[..256], div);
+            let mut cur = h.stats(&src[..256]);
             for g in 1..n8 {
                 if g + PREFETCH_GROUPS < n8 {
                     prefetch_group(&src[256 * (g + PREFETCH_GROUPS)..]);
                 }
-                let next = min_max_stats8(&src[256 * g..256 * g + 256], div);
-                bad |= min_max_emit8::<BITS>(&src[256 * (g - 1)..], &mut dst[8 * bb * (g - 1)..], bb, cap, &cur);
+                let next = h.stats(&src[256 * g..256 * g + 256]);
+                bad |= h.emit(&src[256 * (g - 1)..], &mut dst[8 * bb * (g - 1)..], &cur);
                 cur = next;
             }
-            bad |= min_max_emit8::<BITS>(&src[256 * (n8 - 1)..], &mut dst[8 * bb * (n8 - 1)..], bb, cap, &cur);
+            bad |= h.emit(&src[256 * (n8 - 1)..], &mut dst[8 * bb * (n8 - 1)..], &cur);
         }
         let rest = src.len() / 32 - 8 * n8;
         for (x, y) in src[256 * n8..].chunks_exact(32).zip(dst[8 * bb * n8..].chunks_exact_mut(bb)).take(rest) {
@@ -802,7 +813,35 @@ pub(crate) mod avx2 {
         bad
     }
 
-    /// The per-weight pass of [`min_max_blocks8`], or-ing the quants into `neg`.
+    /// [`min_max_stats8`] and [`min_max_emit8`] as [`Halves8`]: `(bb, (div, cap))`.
+    pub struct MinMaxHalves<const BITS: u32>(pub usize, pub (f32, Option<i8>));
+    impl<const BITS: u32> Halves8 for MinMaxHalves<BITS> {
+        type Stats = MinMax8;
+        #[inline(always)]
+        unsafe fn stats(&self, x: &[f32]) -> MinMax8 {
+            min_max_stats8(x, self.1 .0)
+        }
+        #[inline(always)]
+        unsafe fn emit(&self, x: &[f32], y: &mut [u8], s: &MinMax8) -> bool {
+            min_max_emit8::<BITS>(x, y, self.0, self.1 .1, s)
+        }
+    }
+
+    /// [`absmax_stats8`] and [`absmax_emit8`] as [`Halves8`]: `(bb, (div, offset, nmax))`.
+    pub struct AbsMaxHalves<const BITS: u32>(pub usize, pub (f32, f32, i8));
+    impl<const BITS: u32> Halves8 for AbsMaxHalves<BITS> {
+        type Stats = AbsMax8;
+        #[inline(always)]
+        unsafe fn stats(&self, x: &[f32]) -> AbsMax8 {
+            absmax_stats8(x, self.1 .0)
+        }
+        #[inline(always)]
+        unsafe fn emit(&self, x: &[f32], y: &mut [u8], s: &AbsMax8) -> bool {
+            absmax_emit8::<BITS>(x, y, self.0, (self.1 .1, self.1 .2), s)
+        }
+    }
+
+    /// The per-weight pass of [`min_max_emit8`], or-ing the quants into `neg`.
     #[allow(clippy::type_complexity)]
     #[inline(always)]
     unsafe fn min_max_run<const BITS: u32>(
@@ -872,7 +911,7 @@ pub(crate) mod avx2 {
         q
     }
 
-    /// The per-weight part of [`min_max_blocks8`] with every lane exactly as C converts it, for a
+    /// The per-weight part of [`min_max_emit8`] with every lane exactly as C converts it, for a
     /// group of 8 blocks that holds a NaN or an infinity (or whose `id` is infinite).
     #[cold]
     #[inline(never)]

@@ -134,18 +134,10 @@ mod lanes {
         imatrix_blocks(&x[done..], &qw[done..], sigma2, &mut dst[done / BLOCK_WEIGHTS * BLOCK_BYTES..]);
     }
 
-    /// `quantize_row_q4_0_ref` of 8 consecutive blocks: the reductions of the 8 blocks side by side
-    /// (lane `k` = block `k`), then each block's 32 weights side by side.
-    #[inline]
-    #[target_feature(enable = "avx2,f16c")]
-    unsafe fn blocks8(x: &[f32], y: &mut [u8]) -> bool {
-        absmax_blocks8::<4>(x, y, BLOCK_BYTES, (-8.0, 8.5, 15))
-    }
-
     /// Returns whether the input may hold a NaN or an infinity.
     #[target_feature(enable = "avx2,f16c")]
     pub unsafe fn quantize(src: &[f32], dst: &mut [u8]) -> bool {
-        by_eights(src, dst, (BLOCK_WEIGHTS, BLOCK_BYTES), |x, y| unsafe { blocks8(x, y) }, |x, y| block(x, y))
+        pipelined_by_eights(src, dst, BLOCK_BYTES, AbsMaxHalves::<4>(BLOCK_BYTES, (-8.0, 8.5, 15)), |x, y| block(x, y))
     }
 }
 

@@ -138,18 +138,10 @@ mod lanes {
         imatrix_blocks(&x[done..], &qw[done..], sigma2, &mut dst[done / BLOCK_WEIGHTS * BLOCK_BYTES..]);
     }
 
-    /// `quantize_row_q5_1_ref` of 8 consecutive blocks: the reductions of the 8 blocks side by side
-    /// (lane `k` = block `k`), then each block's 32 weights side by side.
-    #[inline]
-    #[target_feature(enable = "avx2,f16c")]
-    unsafe fn blocks8(x: &[f32], y: &mut [u8]) -> bool {
-        min_max_blocks8::<5>(x, y, BLOCK_BYTES, (31.0, None))
-    }
-
     /// Returns whether the input may hold a NaN or an infinity.
     #[target_feature(enable = "avx2,f16c")]
     pub unsafe fn quantize(src: &[f32], dst: &mut [u8]) -> bool {
-        by_eights(src, dst, (BLOCK_WEIGHTS, BLOCK_BYTES), |x, y| unsafe { blocks8(x, y) }, |x, y| block(x, y))
+        pipelined_by_eights(src, dst, BLOCK_BYTES, MinMaxHalves::<5>(BLOCK_BYTES, (31.0, None)), |x, y| block(x, y))
     }
 }
 
