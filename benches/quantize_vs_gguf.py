@@ -26,6 +26,7 @@ GGML_REF = {  # ggml's quantize_row_<t>_ref, Mweights/s, single thread (issue 6)
 
 def rate(fn: Callable[[], object], n: int, reps: int, clock: Callable[[], float]) -> float:
     best = float("inf")
+    fn()  # warm-up: the first calls also settle the allocator's thresholds for fresh outputs
     for _ in range(reps):
         t0 = clock()
         fn()
