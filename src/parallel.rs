@@ -91,40 +91,142 @@ where
     });
 }
 
+/// How long a pool thread that helped a [`run_helped`] call keeps watching for the next call's
+/// work before it returns to rayon (which lets it sleep). Waking a sleeping pool thread costs
+/// 90-160 us on the project's 2-core VM, more than a whole legacy-format quantize call of 256 Ki
+/// weights (60-80 us), so without this the second thread of back-to-back calls, as in a model
+/// conversion, arrived after the work was done. OpenMP runtimes and ggml's thread pool spin
+/// for the same reason; 200 us bounds the CPU time this can cost per call.
+const HELPER_SPIN: std::time::Duration = std::time::Duration::from_micros(200);
+
+/// How long the caller of [`run_helped`] spins, once its own copy of the work is done, for the pool
+/// threads to finish their last piece before it parks (a parked thread's idle vCPU takes tens of
+/// microseconds to wake on the project's VM).
+const CALLER_SPIN: std::time::Duration = std::time::Duration::from_micros(100);
+
+/// Bit of [`Job::state`] set once the caller's copy has returned: no copy may start after it.
+const CLOSED: usize = 1 << (usize::BITS - 1);
+
+/// The address of a call's `work`, valid until its `Close` has seen every started copy finish: a
+/// raw pointer, so that a pool thread that comes late holds no dangling reference.
+#[derive(Clone, Copy)]
+struct WorkPtr(*const (dyn Fn() + Sync + 'static));
+// SAFETY: it points to a `Sync` closure, and is dereferenced only while that is alive (see `help`).
+unsafe impl Send for WorkPtr {}
+unsafe impl Sync for WorkPtr {}
+
+/// One [`run_helped`] call, as its helpers see it.
+struct Job {
+    /// `CLOSED` and the number of helper copies running.
+    state: std::sync::atomic::AtomicUsize,
+    /// Helpers that may still join (`threads - 1` at first).
+    slots: std::sync::atomic::AtomicUsize,
+    caller: std::thread::Thread,
+    work: WorkPtr,
+}
+
+impl Job {
+    /// Runs the work as one more copy, unless every helper slot is taken or the caller's copy has
+    /// already returned.
+    fn help(&self) {
+        use std::sync::atomic::Ordering;
+        /// Leaves the running count (even if `work` panics) and wakes the caller if it waits.
+        /// (The helper's own `Arc` keeps the job alive after the caller returned.)
+        struct Running<'a>(&'a Job);
+        impl Drop for Running<'_> {
+            fn drop(&mut self) {
+                if self.0.state.fetch_sub(1, Ordering::AcqRel) == CLOSED | 1 {
+                    self.0.caller.unpark();
+                }
+            }
+        }
+        if self.slots.fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| s.checked_sub(1)).is_err() {
+            return;
+        }
+        let mut s = self.state.load(Ordering::Acquire);
+        loop {
+            if s & CLOSED != 0 {
+                return;
+            }
+            match self.state.compare_exchange_weak(s, s + 1, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => break,
+                Err(now) => s = now,
+            }
+        }
+        let _running = Running(self);
+        // SAFETY: this copy counted itself as running before the caller closed the state, and the
+        // caller does not return (nor unwind) past `Close` while a copy runs, so `work` is alive.
+        unsafe { (*self.work.0)() }
+    }
+}
+
+/// The latest [`run_helped`] call's job, for the pool threads still spinning after helping an
+/// earlier one, with a sequence number bumped (under the lock) at every new offer.
+static OFFER: std::sync::Mutex<Option<std::sync::Arc<Job>>> = std::sync::Mutex::new(None);
+static OFFER_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// Pool threads spinning in [`helper`] for the next offer.
+static SPINNING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A pool thread's part of [`run_helped`]: helps `job` (offer number `seq`), then for
+/// [`HELPER_SPIN`] takes every newer offer, as long as there are some.
+fn helper(mut job: std::sync::Arc<Job>, mut seq: u64) {
+    use std::sync::atomic::Ordering;
+    loop {
+        job.help();
+        drop(job);
+        SPINNING.fetch_add(1, Ordering::SeqCst);
+        let since = std::time::Instant::now();
+        let next = loop {
+            if OFFER_SEQ.load(Ordering::SeqCst) != seq {
+                let offer = OFFER.lock().unwrap_or_else(|e| e.into_inner());
+                seq = OFFER_SEQ.load(Ordering::SeqCst);
+                if let Some(j) = offer.as_ref() {
+                    break Some(std::sync::Arc::clone(j));
+                }
+            }
+            if since.elapsed() > HELPER_SPIN {
+                break None;
+            }
+            for _ in 0..8 {
+                std::hint::spin_loop();
+            }
+        };
+        SPINNING.fetch_sub(1, Ordering::SeqCst);
+        match next {
+            Some(j) => job = j,
+            None => return,
+        }
+    }
+}
+
 /// Runs `work` on the calling thread and on up to `threads - 1` pool threads at once, and returns
 /// when every copy that started has finished. A pool thread that has not started by the time the
 /// calling thread's copy returns never runs it: `work` must share its work through a queue (every
 /// copy takes pieces until none are left), so the caller alone can do it all. On a busy machine,
 /// where a pool thread may wait milliseconds for a core, the call then costs what one thread costs
 /// instead of waiting for the late thread (`rayon::scope` would wait for every spawned job).
+/// Pool threads that helped a call stay awake for [`HELPER_SPIN`] and help the next one at once.
 pub fn run_helped(threads: usize, work: &(dyn Fn() + Sync)) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
-    /// Bit set once the caller's copy has returned: no copy may start after it.
-    const CLOSED: usize = 1 << (usize::BITS - 1);
-    struct Shared {
-        /// `CLOSED` and the number of pool copies running.
-        state: AtomicUsize,
-        caller: std::thread::Thread,
-    }
-    /// Leaves the running count (even if `work` panics) and wakes the caller if it waits.
-    struct Running(Arc<Shared>);
-    impl Drop for Running {
-        fn drop(&mut self) {
-            let shared = &self.0;
-            if shared.state.fetch_sub(1, Ordering::AcqRel) == CLOSED | 1 {
-                shared.caller.unpark();
-            }
-        }
-    }
-    /// Closes the state and waits for the running copies (even if the caller's `work` panics).
-    struct Close<'a>(&'a Shared);
+    /// Closes the job, waits for its running copies (even if the caller's `work` panics:
+    /// spinning for up to [`CALLER_SPIN`], then parked) and withdraws its offer.
+    struct Close<'a>(&'a Arc<Job>);
     impl Drop for Close<'_> {
         fn drop(&mut self) {
             self.0.state.fetch_or(CLOSED, Ordering::AcqRel);
+            let since = std::time::Instant::now();
             while self.0.state.load(Ordering::Acquire) != CLOSED {
-                std::thread::park();
+                if since.elapsed() < CALLER_SPIN {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::park();
+                }
+            }
+            let mut offer = OFFER.lock().unwrap_or_else(|e| e.into_inner());
+            if offer.as_ref().is_some_and(|j| Arc::ptr_eq(j, self.0)) {
+                *offer = None;
             }
         }
     }
@@ -133,46 +235,28 @@ pub fn run_helped(threads: usize, work: &(dyn Fn() + Sync)) {
         work();
         return;
     }
-    /// The address of `work`, valid until `Close` has seen every started copy finish: a raw pointer,
-    /// so that a pool thread that starts after the call returned holds no dangling reference.
-    #[derive(Clone, Copy)]
-    struct WorkPtr(*const (dyn Fn() + Sync + 'static));
-    // SAFETY: it points to a `Sync` closure, and is dereferenced only while that is alive (below).
-    unsafe impl Send for WorkPtr {}
-    impl WorkPtr {
-        /// SAFETY: the caller's copy of the work must not have returned past `Close`.
-        unsafe fn call(self) {
-            (*self.0)()
-        }
-    }
-
-    let shared = Arc::new(Shared { state: AtomicUsize::new(0), caller: std::thread::current() });
     // SAFETY (of the transmute): a raw pointer whose trait object's lifetime bound is erased; it is
-    // only dereferenced while `work` is alive (see `call`).
-    let work_ptr = WorkPtr(unsafe {
-        std::mem::transmute::<*const (dyn Fn() + Sync + '_), *const (dyn Fn() + Sync + 'static)>(work)
+    // only dereferenced while `work` is alive (see `Job::help`).
+    let ptr = unsafe { std::mem::transmute::<*const (dyn Fn() + Sync + '_), *const (dyn Fn() + Sync + 'static)>(work) };
+    let job = Arc::new(Job {
+        state: AtomicUsize::new(0),
+        slots: AtomicUsize::new(threads - 1),
+        caller: std::thread::current(),
+        work: WorkPtr(ptr),
     });
-    for _ in 1..threads {
-        let shared = Arc::clone(&shared);
-        rayon::spawn(move || {
-            let mut s = shared.state.load(Ordering::Acquire);
-            loop {
-                if s & CLOSED != 0 {
-                    return;
-                }
-                match shared.state.compare_exchange_weak(s, s + 1, Ordering::AcqRel, Ordering::Acquire) {
-                    Ok(_) => break,
-                    Err(now) => s = now,
-                }
-            }
-            let _running = Running(shared);
-            // SAFETY: this copy counted itself as running before the caller closed the state, and
-            // the caller does not return (nor unwind) past `Close` while a copy runs, so `work`
-            // is still alive.
-            unsafe { work_ptr.call() };
-        });
+    let seq = {
+        let mut offer = OFFER.lock().unwrap_or_else(|e| e.into_inner());
+        *offer = Some(Arc::clone(&job));
+        OFFER_SEQ.fetch_add(1, Ordering::SeqCst) + 1
+    };
+    // Spinning helpers take the offer themselves; the pool wakes only the others. (A count that
+    // is off by a race costs at most a helper that finds no slot left, or one helper less.)
+    let spinning = SPINNING.load(Ordering::SeqCst);
+    for _ in spinning.min(threads - 1)..threads - 1 {
+        let job = Arc::clone(&job);
+        rayon::spawn(move || helper(job, seq));
     }
-    let _close = Close(&shared);
+    let _close = Close(&job);
     work();
 }
 
@@ -207,5 +291,31 @@ mod tests {
                 assert!(done.iter().all(|d| d.load(Ordering::Relaxed) == 1));
             }
         }
+    }
+
+    /// Callers on several threads at once, back to back, so that spinning helpers take offers that
+    /// are replaced, withdrawn or already closed: every call's pieces are still done exactly once.
+    #[test]
+    fn concurrent_callers_each_get_their_work_done_once() {
+        std::thread::scope(|s| {
+            for caller in 0..4 {
+                s.spawn(move || {
+                    for round in 0..300 {
+                        let pieces = 1 + (caller * 7 + round) % 40;
+                        let next = AtomicUsize::new(0);
+                        let done: Vec<AtomicUsize> = (0..pieces).map(|_| AtomicUsize::new(0)).collect();
+                        let work = || loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            if i >= pieces {
+                                break;
+                            }
+                            done[i].fetch_add(1, Ordering::Relaxed);
+                        };
+                        run_helped(2 + round % 3, &work);
+                        assert!(done.iter().all(|d| d.load(Ordering::Relaxed) == 1), "caller {caller} round {round}");
+                    }
+                });
+            }
+        });
     }
 }
