@@ -115,6 +115,18 @@ pub(crate) mod testutil {
         half::f16::from_f32(x).to_bits().to_le_bytes()
     }
 
+    /// Deterministic uniform values in [0, 1) (xorshift, 24 bits each), so the tests need no extra
+    /// crate.
+    pub fn unit_uniform(seed: u64) -> impl FnMut() -> f32 {
+        let mut s = seed | 1;
+        move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 24) as f32
+        }
+    }
+
     /// Deterministic pseudo-random bytes (xorshift), so the tests need no extra crate.
     pub fn bytes(n: usize, seed: u64) -> Vec<u8> {
         let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;

@@ -749,13 +749,7 @@ mod tests {
     /// Weights on which ggml's search changes quants in every one of its five passes somewhere,
     /// with zero, tiny, ordinary and large blocks.
     fn searched_weights(n: usize) -> Vec<f32> {
-        let mut s = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 24) as f32
-        };
+        let mut next = super::super::testutil::unit_uniform(0x2545_F491_4F6C_DD1D);
         (0..n)
             .map(|i| {
                 let g = next() + next() + next() + next() - 2.0;

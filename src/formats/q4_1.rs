@@ -185,55 +185,11 @@ mod tests {
     use super::super::testutil::h;
     use super::*;
 
-    /// The AVX2 encoder works on groups of 8 blocks, the reductions of the next group issued
-    /// before the weights of the current one, and on single blocks after the last group: the
-    /// scalar reference's bytes for every block count, and a screen that reports every NaN and
-    /// infinity (wherever it is: in a group, in the group after, in the blocks left over).
-    #[test]
-    fn fast_encoder_equals_reference_for_every_block_count() {
-        let mut s = 0x9E37_79B9_7F4A_7C15u64;
-        let x: Vec<f32> = (0..32 * 90)
-            .map(|i| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                let u = (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
-                u * [1.0, 0.01, 300.0, 1e-30][(i / 96) % 4] + if (i / 32) % 5 == 0 { 2.0 } else { 0.0 }
-            })
-            .collect();
-        for nb in (0..=26).chain([63, 64, 65, 90]) {
-            let xs = &x[..32 * nb];
-            let (mut a, mut b) = (vec![0u8; BLOCK_BYTES * nb], vec![0x5Au8; BLOCK_BYTES * nb]);
-            quantize(xs, &mut a);
-            let bad = quantize_screened(xs, &mut b);
-            assert!(a == b, "{nb} blocks");
-            if super::super::kquant_lanes::use_avx2() {
-                assert!(!bad, "{nb} finite blocks");
-            }
-            for pos in [0, 31, 32 * 8 + 3, 32 * nb.saturating_sub(1) + 7] {
-                if pos >= xs.len() {
-                    continue;
-                }
-                for v in [f32::NAN, f32::INFINITY] {
-                    let mut y = xs.to_vec();
-                    y[pos] = v;
-                    assert!(quantize_screened(&y, &mut b), "{nb} blocks, {v} at {pos}");
-                }
-            }
-        }
-    }
-
     /// Blocks at every binary scale from the subnormal to the largest (`d` zero, subnormal with an
     /// infinite `1 / d`, subnormal with a finite one, normal, infinite): the reference's bytes.
     #[test]
     fn fast_encoder_equals_reference_at_every_scale() {
-        let mut s = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 24) as f32
-        };
+        let mut next = super::super::testutil::unit_uniform(0x2545_F491_4F6C_DD1D);
         let nb = 8 * 300;
         let x: Vec<f32> = (0..32 * nb)
             .map(|i| {
