@@ -558,52 +558,38 @@ pub(crate) mod avx2 {
         _mm256_movemask_epi8(neg) as u32 & 0xAAAA_AAAA != 0
     }
 
-    /// Stores the quants of [`quants_i16`], at most `nmax` each (ggml's `MIN(nmax, q)`), as `BITS`-bit
-    /// quants (4: [`put_q4`]'s layout, 5: [`put_q5`]'s).
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    pub unsafe fn put_quants_i16<const BITS: u32>(lo: __m256i, hi: __m256i, nmax: Option<i16>, y: &mut [u8]) {
-        let (lo, hi) = match nmax {
-            Some(n) => (_mm256_min_epi16(lo, _mm256_set1_epi16(n)), _mm256_min_epi16(hi, _mm256_set1_epi16(n))),
-            None => (lo, hi),
-        };
-        let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-        if BITS == 4 {
-            // Nibble pairs (element j, element j + 16) in i16 lanes, then bytes in order.
-            let c = _mm256_or_si256(lo, _mm256_slli_epi16::<4>(hi));
-            let b = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(c, c), order);
-            _mm_storeu_si128(y[..16].as_mut_ptr() as *mut __m128i, _mm256_castsi256_si128(b));
-        } else {
-            put_q5(_mm256_permutevar8x32_epi32(_mm256_packus_epi16(lo, hi), order), y);
-        }
-    }
-
-    /// [`put_quants_i16`] of two blocks `a` and `b`; 4-bit quants of both are packed and ordered at
-    /// once.
+    /// Stores the quants of [`quants_i16`] of two blocks `a` and `b` (`(lo, hi)`: elements `j` and
+    /// `j + 16`), at most `nmax` each (ggml's `MIN(nmax, q)`; 4-bit quants need one of at most 15),
+    /// as `BITS`-bit quants (4: [`put_q4`]'s layout, 5: [`put_q5`]'s). Bytes first: the saturating
+    /// packs keep 0..=255 and make a negative quant (the i16 -32768 of an out-of-range conversion)
+    /// 0, so capping the bytes gives the bytes of the capped i16 lanes; 4-bit quants of both blocks
+    /// are then paired into nibbles and ordered at once.
     #[inline]
     #[target_feature(enable = "avx2")]
     pub unsafe fn put_quants_i16_pair<const BITS: u32>(
         a: (__m256i, __m256i),
         b: (__m256i, __m256i),
-        nmax: Option<i16>,
+        nmax: Option<i8>,
         ya: &mut [u8],
         yb: &mut [u8],
     ) {
-        if BITS != 4 {
-            put_quants_i16::<BITS>(a.0, a.1, nmax, ya);
-            put_quants_i16::<BITS>(b.0, b.1, nmax, yb);
-            return;
-        }
-        let clamp = |v| match nmax {
-            Some(n) => _mm256_min_epi16(v, _mm256_set1_epi16(n)),
+        let cap = |v| match nmax {
+            Some(n) => _mm256_min_epu8(v, _mm256_set1_epi8(n)),
             None => v,
         };
-        // Nibble pairs (element j, element j + 16) in i16 lanes; bytes of a's lanes then b's.
-        let ca = _mm256_or_si256(clamp(a.0), _mm256_slli_epi16::<4>(clamp(a.1)));
-        let cb = _mm256_or_si256(clamp(b.0), _mm256_slli_epi16::<4>(clamp(b.1)));
-        let p = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(ca, cb), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-        _mm_storeu_si128(ya[..16].as_mut_ptr() as *mut __m128i, _mm256_castsi256_si128(p));
-        _mm_storeu_si128(yb[..16].as_mut_ptr() as *mut __m128i, _mm256_extracti128_si256::<1>(p));
+        let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        if BITS == 4 {
+            // Bytes of elements j < 16 of a and b, then of elements j + 16, in the same positions;
+            // at most 15, so the 16-bit shift moves nothing across bytes.
+            let lo = cap(_mm256_packus_epi16(a.0, b.0));
+            let hi = cap(_mm256_packus_epi16(a.1, b.1));
+            let p = _mm256_permutevar8x32_epi32(_mm256_or_si256(lo, _mm256_slli_epi16::<4>(hi)), order);
+            _mm_storeu_si128(ya[..16].as_mut_ptr() as *mut __m128i, _mm256_castsi256_si128(p));
+            _mm_storeu_si128(yb[..16].as_mut_ptr() as *mut __m128i, _mm256_extracti128_si256::<1>(p));
+        } else {
+            put_q5(cap(_mm256_permutevar8x32_epi32(_mm256_packus_epi16(a.0, a.1), order)), ya);
+            put_q5(cap(_mm256_permutevar8x32_epi32(_mm256_packus_epi16(b.0, b.1), order)), yb);
+        }
     }
 
     /// Stores 32 quants (bytes of `b`) as `BITS`-bit quants ([`put_q4`] or [`put_q5`]).
@@ -677,7 +663,7 @@ pub(crate) mod avx2 {
             yb[0..2].copy_from_slice(&h[k + 1].to_le_bytes());
             let a = quants_i16(&scaled_quants(&xo[32 * k..32 * k + 32], id[k], offset), neg);
             let b = quants_i16(&scaled_quants(&xo[32 * k + 32..32 * k + 64], id[k + 1], offset), neg);
-            put_quants_i16_pair::<BITS>(a, b, Some(nmax as i16), &mut ya[2..], &mut yb[2..]);
+            put_quants_i16_pair::<BITS>(a, b, Some(nmax), &mut ya[2..], &mut yb[2..]);
         }
     }
 
@@ -857,29 +843,8 @@ pub(crate) mod avx2 {
             yb[0..4].copy_from_slice(&hdr[k + 1].to_le_bytes());
             let a = quants_i16(&min_quants(&xo[32 * k..32 * k + 32], id[k], mins[k]), neg);
             let b = quants_i16(&min_quants(&xo[32 * k + 32..32 * k + 64], id[k + 1], mins[k + 1]), neg);
-            match cap {
-                Some(n) if BITS == 4 => put_q4_pair_capped(a, b, n, &mut ya[4..], &mut yb[4..]),
-                _ => put_quants_i16_pair::<BITS>(a, b, cap.map(i16::from), &mut ya[4..], &mut yb[4..]),
-            }
+            put_quants_i16_pair::<BITS>(a, b, cap, &mut ya[4..], &mut yb[4..]);
         }
-    }
-
-    /// The 4-bit quants of [`quants_i16`] of two blocks `a` and `b`, each at most `cap`, stored
-    /// as [`put_q4`] does: bytes first (the saturating packs keep 0..=255 and make the i16 -32768
-    /// of an out-of-range conversion 0, C's low byte of it), then capped and paired into nibbles, 32
-    /// bytes at once (three instructions fewer than capping and pairing the i16 lanes).
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn put_q4_pair_capped(a: (__m256i, __m256i), b: (__m256i, __m256i), cap: i8, ya: &mut [u8], yb: &mut [u8]) {
-        let c = _mm256_set1_epi8(cap);
-        // Bytes of elements j < 16 of a and b, then of elements j + 16, in the same positions.
-        let lo = _mm256_min_epu8(_mm256_packus_epi16(a.0, b.0), c);
-        let hi = _mm256_min_epu8(_mm256_packus_epi16(a.1, b.1), c);
-        // Bytes at most 15: the 16-bit shift moves nothing across bytes.
-        let q = _mm256_or_si256(lo, _mm256_slli_epi16::<4>(hi));
-        let p = _mm256_permutevar8x32_epi32(q, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-        _mm_storeu_si128(ya[..16].as_mut_ptr() as *mut __m128i, _mm256_castsi256_si128(p));
-        _mm_storeu_si128(yb[..16].as_mut_ptr() as *mut __m128i, _mm256_extracti128_si256::<1>(p));
     }
 
     /// `x * id + offset` of one legacy block, truncated (`cvttps`).
