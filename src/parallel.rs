@@ -94,9 +94,10 @@ where
 /// How long a pool thread that helped a [`run_helped`] call keeps watching for the next call's
 /// work before it returns to rayon (which lets it sleep). Waking a sleeping pool thread costs
 /// 90-160 us on the project's 2-core VM, more than a whole legacy-format quantize call of 256 Ki
-/// weights (60-80 us), so without this the second thread of back-to-back calls, as in a model
-/// conversion, arrived after the work was done. OpenMP runtimes and ggml's thread pool spin
-/// for the same reason; 200 us bounds the CPU time this can cost per call.
+/// weights (60-80 us). With the caller's own spin ([`CALLER_SPIN`]; this one alone gained nothing
+/// measurable) two threads of back-to-back calls, as in a model conversion, went from 1.4-1.6x
+/// one thread to 1.6-2.1x. OpenMP runtimes and ggml's thread pool spin for the same reason;
+/// 200 us bounds the CPU time this can cost per call.
 const HELPER_SPIN: std::time::Duration = std::time::Duration::from_micros(200);
 
 /// How long the caller of [`run_helped`] spins, once its own copy of the work is done, for the pool
