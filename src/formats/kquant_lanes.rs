@@ -746,11 +746,11 @@ pub(crate) mod avx2 {
     /// How many groups of 8 legacy blocks ahead the pipelined encoders prefetch their input.
     const PREFETCH_GROUPS: usize = 2;
 
-    /// Prefetches the 1 KiB of `x[..256]` (16 cache lines) into L1.
+    /// Prefetches `x` into L1: `4 * x.len() / 64` cache lines from its start.
     #[inline(always)]
-    unsafe fn prefetch_group(x: &[f32]) {
-        let p = x[..256].as_ptr() as *const i8;
-        for l in 0..16 {
+    pub unsafe fn prefetch_l1(x: &[f32]) {
+        let p = x.as_ptr() as *const i8;
+        for l in 0..4 * x.len() / 64 {
             _mm_prefetch::<_MM_HINT_T0>(p.add(64 * l));
         }
     }
@@ -783,7 +783,7 @@ pub(crate) mod avx2 {
             let mut cur = h.stats(&src[..256]);
             for g in 1..n8 {
                 if g + PREFETCH_GROUPS < n8 {
-                    prefetch_group(&src[256 * (g + PREFETCH_GROUPS)..]);
+                    prefetch_l1(&src[256 * (g + PREFETCH_GROUPS)..][..256]);
                 }
                 let next = h.stats(&src[256 * g..256 * g + 256]);
                 bad |= h.emit(&src[256 * (g - 1)..], &mut dst[8 * bb * (g - 1)..], &cur);

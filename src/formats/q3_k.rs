@@ -467,10 +467,7 @@ mod lanes {
         while b < nb {
             // The next two blocks into L1 while these two are searched.
             if b + 4 <= nb {
-                let p = x[BLOCK_WEIGHTS * (b + 2)..BLOCK_WEIGHTS * (b + 4)].as_ptr() as *const i8;
-                for l in 0..32 {
-                    _mm_prefetch::<_MM_HINT_T0>(p.add(64 * l));
-                }
+                prefetch_l1(&x[BLOCK_WEIGHTS * (b + 2)..BLOCK_WEIGHTS * (b + 4)]);
             }
             let xb = &x[BLOCK_WEIGHTS * b..];
             let mut bits = if b + 2 <= nb { start::<4>(xb, st, 2 * b) } else { start::<2>(xb, st, 2 * b) };
