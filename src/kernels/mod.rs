@@ -24,7 +24,7 @@ pub mod neon;
 pub enum Kernel {
     /// The portable Rust decoders of `formats/` (the reference), on every CPU.
     Scalar,
-    /// x86-64 AVX2 (+FMA-free arithmetic, F16C for scales).
+    /// x86-64 AVX2 (with F16C for scales and FMA, used only where a product is exact).
     Avx2,
     /// x86-64 AVX-512 F + BW.
     Avx512,
