@@ -362,10 +362,13 @@ type ChunkFn<'a> = dyn Fn(&[f32], &mut [u8], usize) -> Option<(usize, f32)> + Sy
 /// large enough that taking a piece (one uncontended lock) costs nothing.
 const PIECE_VALUES: usize = 1 << 14;
 
-/// [`PIECE_VALUES`] for the K-quants and the importance-weighted encoders (30-250 Mweights/s):
-/// 8 super-blocks, 10-70 us of work. Short pieces also bound how long the caller can wait at the
-/// end for a piece held by a pool thread that lost its core to another process.
-const PIECE_VALUES_COSTLY: usize = 1 << 11;
+/// [`PIECE_VALUES`] for the K-quants and the importance-weighted encoders (30-300 Mweights/s):
+/// 16 super-blocks, 15-130 us of work. Short pieces also bound how long the caller can wait at the
+/// end for a piece held by a pool thread that lost its core to another process. Not fewer than 16:
+/// Q3_K's search regroups the sub-blocks of up to 16 blocks into full lanes, and pieces of 8 made
+/// two threads 0.91-0.92x of two separate one-thread loops against 0.92-0.97x with 16 (1.43-1.80x
+/// one thread against 1.90-1.92x, same runs).
+const PIECE_VALUES_COSTLY: usize = 1 << 12;
 
 /// Runs `f` on pieces of whole units (rows or blocks) with `threads` threads: the calling thread
 /// and `threads - 1` pool threads take pieces from one shared list, in order, so a thread that
