@@ -406,10 +406,19 @@ unsafe fn q5_0_avx2<const ST: u8>(src: *const u8, dst: *mut f32, nb: usize) {
     }
 }
 
-/// One Q5_1 block (see [`q5_1_avx2`]); `NAN_M`: its `m` is a NaN.
-#[target_feature(enable = "avx2,f16c")]
+/// How [`q5_1_block`] adds `m` to `p = q * d`: for finite `d` and `m`, one fused multiply-add
+/// (`q * d` is exact in f32, 5 bits times fp16's 11, so rounding `q * d + m` once equals rounding
+/// the exact product and then the sum, bit for bit; one `vfmadd` instead of a `vmulps` and a
+/// `vaddps` measured 1.04-1.08x). With a non-finite scale the two differ in which NaN comes out of
+/// `0 * inf + NaN`, so those blocks round twice: `p + m`, or `p - m` when `m` is a NaN.
+const Q51_FUSED: u8 = 0;
+const Q51_ADD: u8 = 1;
+const Q51_SUB_NAN_M: u8 = 2;
+
+/// One Q5_1 block (see [`q5_1_avx2`]), `m` added as `HOW` says.
+#[target_feature(enable = "avx2,f16c,fma")]
 #[inline]
-unsafe fn q5_1_block<const ST: u8, const NAN_M: bool>(b: *const u8, y: *mut f32) {
+unsafe fn q5_1_block<const ST: u8, const HOW: u8>(b: *const u8, y: *mut f32) {
     let m4 = splat(0xF);
     // d and m converted together (lanes 0 and 1), then each broadcast.
     let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(u32_at(b) as i32));
@@ -420,32 +429,16 @@ unsafe fn q5_1_block<const ST: u8, const NAN_M: bool>(b: *const u8, y: *mut f32)
     let x1 = u8x8(b.add(16));
     let q = [and(x0, m4), and(x1, m4), _mm256_srli_epi32(x0, 4), _mm256_srli_epi32(x1, 4)];
     for k in 0..4 {
-        let p = mul(fl(or(q[k], high[k])), d);
-        // With a NaN `m`, `p - m` gives p's NaN if p is one, else m's, as the portable `p + m`
-        // does (x86 returns the first operand's NaN): a subtraction keeps its operand order, an
-        // addition may be commuted by the compiler. Otherwise the order cannot matter.
-        st::<ST>(y.add(8 * k), if NAN_M { _mm256_sub_ps(p, m) } else { _mm256_add_ps(p, m) });
-    }
-}
-
-/// One Q5_1 block whose `d` and `m` are finite, with one fused multiply-add per weight: `q * d`
-/// is exact in f32 (5 bits times fp16's 11), so rounding `q * d + m` once equals rounding the
-/// exact product and then the sum, bit for bit. (With a non-finite scale the two differ in which
-/// NaN comes out of `0 * inf + NaN`; those blocks take [`q5_1_block`].) One `vfmadd` instead of a
-/// `vmulps` and a `vaddps` per 8 weights measured 1.04-1.08x.
-#[target_feature(enable = "avx2,f16c,fma")]
-#[inline]
-unsafe fn q5_1_block_fused<const ST: u8>(b: *const u8, y: *mut f32) {
-    let m4 = splat(0xF);
-    let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(u32_at(b) as i32));
-    let d = _mm256_broadcastss_ps(dm);
-    let m = _mm256_broadcastss_ps(_mm_movehdup_ps(dm));
-    let high = q5_fifth_bits::<true>(b.add(4));
-    let x0 = u8x8(b.add(8));
-    let x1 = u8x8(b.add(16));
-    let q = [and(x0, m4), and(x1, m4), _mm256_srli_epi32(x0, 4), _mm256_srli_epi32(x1, 4)];
-    for k in 0..4 {
-        st::<ST>(y.add(8 * k), _mm256_fmadd_ps(fl(or(q[k], high[k])), d, m));
+        let q = fl(or(q[k], high[k]));
+        let v = match HOW {
+            Q51_FUSED => _mm256_fmadd_ps(q, d, m),
+            Q51_ADD => _mm256_add_ps(mul(q, d), m),
+            // With a NaN `m`, `p - m` gives p's NaN if p is one, else m's, as the portable `p + m`
+            // does (x86 returns the first operand's NaN): a subtraction keeps its operand order,
+            // an addition may be commuted by the compiler.
+            _ => _mm256_sub_ps(mul(q, d), m),
+        };
+        st::<ST>(y.add(8 * k), v);
     }
 }
 
@@ -460,11 +453,11 @@ unsafe fn q5_1_avx2<const ST: u8>(src: *const u8, dst: *mut f32, nb: usize) {
         // its exponent bits; no other exponent does, and the low half cannot carry into the high.
         // (One test for both halves instead of two: 3 instructions fewer per block, 1.03-1.05x.)
         if ((dm & 0x7C00_7C00) + 0x0400_0400) & 0x8000_8000 == 0 {
-            q5_1_block_fused::<ST>(b, y);
+            q5_1_block::<ST, Q51_FUSED>(b, y);
         } else if (dm >> 16) & 0x7FFF > 0x7C00 {
-            q5_1_block::<ST, true>(b, y);
+            q5_1_block::<ST, Q51_SUB_NAN_M>(b, y);
         } else {
-            q5_1_block::<ST, false>(b, y);
+            q5_1_block::<ST, Q51_ADD>(b, y);
         }
     }
 }
