@@ -1,14 +1,16 @@
 //! x86-64 AVX2 kernels (one function per format). Each is `#[target_feature(enable = "avx2,f16c")]`
-//! and reached only through [`decoder`], which hands them out only after [`supported`] said yes.
+//! (Q5_1's also `fma`) and reached only through [`decoder`], which hands them out only after
+//! [`supported`] said yes.
 //!
 //! Every kernel equals the portable decoder of `formats/` bit for bit for any input bytes: the
 //! quants are widened to 32-bit lanes and converted exactly, and the float arithmetic is the
 //! scalar code's, operation for operation and in the same order (products rounded before sums).
-//! The one fused multiply-add, in Q5_1, is taken only where the product is exact (finite scales), so
-//! its single rounding is the sum's own, as FORMATS.md notes. Scales go through F16C's `vcvtph2ps`, which differs from the portable
-//! conversion only by quieting a signalling NaN; every block format multiplies its scales, which
-//! quiets the NaN anyway, so the result is the same. The F16 format itself keeps signalling NaNs
-//! (see `formats::fp16_to_f32`): its kernel takes the portable path for any 16 values holding a NaN.
+//! The one fused multiply-add, in Q5_1, is taken only where the product is exact (finite scales),
+//! so its single rounding is the sum's own, as FORMATS.md notes. Scales go through F16C's
+//! `vcvtph2ps`, which differs from the portable conversion only by quieting a signalling NaN;
+//! every block format multiplies its scales, which quiets the NaN anyway, so the result is the
+//! same. The F16 format itself keeps signalling NaNs (see `formats::fp16_to_f32`): its kernel
+//! takes the portable path for any 16 values holding a NaN.
 //!
 //! Loads are unaligned and never reach past the input; each block is read only inside its own
 //! bytes. Outputs of at least [`STREAM_MIN_BYTES`] (per call, so per thread) that are 32-byte
@@ -370,7 +372,8 @@ unsafe fn q4_1_avx2<const ST: u8>(src: *const u8, dst: *mut f32, nb: usize) {
 /// Zen 3), then `op(that, 16)`: AND gives 16 where the bit is set, ANDNOT 16 where it is clear.
 /// The weights 0..8 shift the u32 at `p - 1` (the block's byte before `qh`, then `qh`'s first three
 /// bytes: `qh << 8` plus bits the mask drops) right by 4..12, a second broadcast load where `qh`
-/// would need a left shift first (Q5_1 1.01-1.03x; Q5_0 unchanged).
+/// would need a left shift first (Q5_1 1.01-1.03x; Q5_0 unchanged). `qh` is never a block's first
+/// field, so `p - 1` is inside the block.
 #[target_feature(enable = "avx2")]
 #[inline]
 unsafe fn q5_fifth_bits<const SET: bool>(p: *const u8) -> [__m256i; 4] {
