@@ -761,6 +761,8 @@ pub(crate) mod avx2 {
     /// the caller's AVX2 code (a closure would be compiled without its target features).
     pub trait Halves8 {
         type Stats;
+        /// Bytes per encoded block.
+        fn block_bytes(&self) -> usize;
         unsafe fn stats(&self, x: &[f32]) -> Self::Stats;
         unsafe fn emit(&self, x: &[f32], y: &mut [u8], s: &Self::Stats) -> bool;
     }
@@ -773,10 +775,10 @@ pub(crate) mod avx2 {
     pub unsafe fn pipelined_by_eights<H: Halves8>(
         src: &[f32],
         dst: &mut [u8],
-        bb: usize,
         h: H,
         block: impl Fn(&[f32], &mut [u8]),
     ) -> bool {
+        let bb = h.block_bytes();
         let n8 = (src.len() / 256).min(dst.len() / (8 * bb));
         let mut bad = false;
         if n8 > 0 {
@@ -804,6 +806,10 @@ pub(crate) mod avx2 {
     impl<const BITS: u32> Halves8 for MinMaxHalves<BITS> {
         type Stats = MinMax8;
         #[inline(always)]
+        fn block_bytes(&self) -> usize {
+            self.0
+        }
+        #[inline(always)]
         unsafe fn stats(&self, x: &[f32]) -> MinMax8 {
             min_max_stats8(x, self.1 .0)
         }
@@ -817,6 +823,10 @@ pub(crate) mod avx2 {
     pub struct AbsMaxHalves<const BITS: u32>(pub usize, pub (f32, f32, i8));
     impl<const BITS: u32> Halves8 for AbsMaxHalves<BITS> {
         type Stats = AbsMax8;
+        #[inline(always)]
+        fn block_bytes(&self) -> usize {
+            self.0
+        }
         #[inline(always)]
         unsafe fn stats(&self, x: &[f32]) -> AbsMax8 {
             absmax_stats8(x, self.1 .0)

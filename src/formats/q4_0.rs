@@ -137,7 +137,7 @@ mod lanes {
     /// Returns whether the input may hold a NaN or an infinity.
     #[target_feature(enable = "avx2,f16c")]
     pub unsafe fn quantize(src: &[f32], dst: &mut [u8]) -> bool {
-        pipelined_by_eights(src, dst, BLOCK_BYTES, AbsMaxHalves::<4>(BLOCK_BYTES, (-8.0, 8.5, 15)), |x, y| block(x, y))
+        pipelined_by_eights(src, dst, AbsMaxHalves::<4>(BLOCK_BYTES, (-8.0, 8.5, 15)), |x, y| block(x, y))
     }
 }
 

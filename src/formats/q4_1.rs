@@ -146,7 +146,7 @@ mod lanes {
     /// Returns whether the input may hold a NaN or an infinity.
     #[target_feature(enable = "avx2,f16c")]
     pub unsafe fn quantize(src: &[f32], dst: &mut [u8]) -> bool {
-        pipelined_by_eights(src, dst, BLOCK_BYTES, MinMaxHalves::<4>(BLOCK_BYTES, (15.0, Some(15))), |x, y| block(x, y))
+        pipelined_by_eights(src, dst, MinMaxHalves::<4>(BLOCK_BYTES, (15.0, Some(15))), |x, y| block(x, y))
     }
 }
 
