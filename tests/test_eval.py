@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -104,9 +105,12 @@ def gguf_metadata(arch: str, cfg: dict[str, Any] = CFG, scale: float | None = No
 
 
 def write_gguf(path: Path, arch: str, w: dict[str, Any], cfg: dict[str, Any] = CFG,
-               scale: float | None = None) -> Path:
-    """Write the model as llama.cpp's converter would, in F32, with gguf-py's GGUFWriter."""
+               scale: float | None = None, extra: Callable[[gguf.GGUFWriter], None] | None = None) -> Path:
+    """Write the model as llama.cpp's converter would, in F32, with gguf-py's GGUFWriter; ``extra``
+    may add more metadata (a tokenizer) to the writer."""
     wr = gguf.GGUFWriter(str(path), arch)
+    if extra is not None:
+        extra(wr)
     wr.add_block_count(cfg["n_layer"])
     wr.add_context_length(cfg["n_ctx"])
     wr.add_embedding_length(cfg["n_embd"])
