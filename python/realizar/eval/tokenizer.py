@@ -2,7 +2,7 @@
 
 llama.cpp stores a model's tokenizer in the GGUF metadata (``tokenizer.ggml.*``). This module
 reads the byte-level BPE kind (``tokenizer.ggml.model = "gpt2"``) and reproduces what llama.cpp's
-``llama_tokenize(vocab, text, add_special, parse_special=false)`` returns, id for id:
+``llama_tokenize(vocab, text, add_special, parse_special)`` returns, id for id:
 
 1. User-defined tokens (token type 4, unless llama.cpp's loader makes them control tokens) are cut
    out of the text first, longest first, and emitted as they are; control and unknown tokens are
