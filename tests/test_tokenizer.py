@@ -101,11 +101,6 @@ def ids_of(tok: Tokenizer, *texts: str) -> list[int]:
     return [tok._to_id[t] for t in texts]
 
 
-def b(s: str) -> str:
-    """A text in GPT-2's byte characters (" " is "Ġ")."""
-    return tk._byte_level(s)
-
-
 def test_bpe_merges_lowest_rank_first_and_leftmost_on_a_tie() -> None:
     # ranks: "b c" 0, "a b" 1, "bc d" 2, "a a" 3
     tok = Tokenizer.from_metadata(metadata(["bc", "ab", "bcd", "aa", "aaa"], ["b c", "a b", "bc d", "a a"]))
