@@ -356,6 +356,49 @@ def test_undecodable_types_list_fine(tmp_path: Path) -> None:
     assert list(load_gguf(p, names=["q8"])) == ["q8"]
 
 
+def test_load_gguf_skip_unsupported(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    iq = rng.integers(0, 256, (2, 18), dtype=np.uint8)
+    q8 = random_tensor_bytes(QuantType.Q8_0, (2, 64), rng)
+    p = write_gguf(
+        tmp_path / "u.gguf", [("iq", iq, GT.IQ4_NL.value), ("q8", q8, QuantType.Q8_0)], metadata=False
+    )
+    with pytest.raises(RealizarError, match=r"'iq' \(IQ4_NL\).*skip_unsupported=True"):
+        load_gguf(p)
+    got = load_gguf(p, skip_unsupported=True)
+    assert list(got) == ["q8"]
+    with GGUFFile(p) as f:
+        assert_bits_equal(got["q8"], f.dequantize("q8"), "q8")
+    assert list(load_gguf(p, skip_unsupported=True, dtype="float16", names=["iq", "q8"])) == ["q8"]
+
+
+def test_help_documents_the_attributes() -> None:
+    """``help(GGUFFile)`` lists the attributes with their meaning, and the container methods."""
+    import pydoc
+
+    text = pydoc.plain(pydoc.render_doc(GGUFFile))
+    for attr in ["tensors", "version", "path", "alignment", "data_offset", "file_size", "metadata", "closed"]:
+        prop = getattr(GGUFFile, attr)
+        assert isinstance(prop, property) and prop.__doc__, attr
+        assert attr in text
+    methods = ["__iter__", "__len__", "__contains__", "__enter__", "__exit__", "close", "raw", "dequantize"]
+    for method in methods:
+        doc = getattr(GGUFFile, method).__doc__
+        assert doc and not doc.startswith(("Implement", "Return", "Helper")), method
+
+
+def test_metadata_is_converted_per_key_and_stays_readable(every_type_file: Path) -> None:
+    f = GGUFFile(every_type_file)
+    meta = f.metadata
+    assert len(meta) == len(f.metadata_types) and "m.u8" in meta and "nope" not in meta
+    with pytest.raises(KeyError):
+        meta["nope"]
+    f.close()
+    assert meta["a.long.str"][499] == "tok499" and meta["a.long.str"] is meta["a.long.str"]
+    assert dict(meta)["m.str"] == "héllo wörld ✓"
+    assert "keys" in repr(meta)
+
+
 def test_unknown_type_id_lists_with_unknown_size(tmp_path: Path) -> None:
     p = tmp_path / "x.gguf"
     p.write_bytes(minimal_gguf(type_id=77, dims=[8], data=b"\0" * 32))

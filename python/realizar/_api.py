@@ -53,7 +53,7 @@ def resolve_shape(target: tuple[int, ...], n: int, source: str) -> tuple[int, ..
     return target
 
 
-def weights_in(nbytes: int, qtype: QuantTypeLike) -> int:
+def weights_in(nbytes: SupportsIndex, qtype: QuantTypeLike) -> int:
     """How many weights ``nbytes`` bytes of ``qtype`` hold (a ``RealizarError`` if not whole blocks)."""
     n = as_index(nbytes, "nbytes")
     if n < 0:
@@ -67,7 +67,7 @@ def dequantize(
     *,
     out: npt.NDArray[np.float32] | None = None,
     shape: SupportsIndex | Sequence[SupportsIndex] | None = None,
-    threads: int | None = None,
+    threads: SupportsIndex | None = None,
 ) -> npt.NDArray[np.float32]:
     """Decode GGML blocks into float32, bit for bit as llama.cpp does.
 
@@ -106,7 +106,7 @@ def dequantize(
     return result
 
 
-def threads_arg(threads: int | None) -> int:
+def threads_arg(threads: SupportsIndex | None) -> int:
     """The core's thread count for a ``threads=`` argument: ``None`` -> 0 (realizar chooses)."""
     if threads is None:
         return 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import SupportsIndex
+
 import numpy as np
 import numpy.typing as npt
 
@@ -16,7 +18,7 @@ def quantize(
     *,
     imatrix: npt.ArrayLike | None = None,
     out: npt.NDArray[np.uint8] | None = None,
-    threads: int | None = None,
+    threads: SupportsIndex | None = None,
 ) -> npt.NDArray[np.uint8]:
     """Quantize float weights to GGML blocks, exactly as llama.cpp's ggml does.
 

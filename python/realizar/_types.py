@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import operator
+from typing import SupportsIndex
 
 import numpy as np
 
@@ -88,5 +89,6 @@ class QuantType(enum.IntEnum):
         return self.name
 
 
-QuantTypeLike = QuantType | str | int
-"""Anything :meth:`QuantType.parse` accepts."""
+QuantTypeLike = QuantType | str | SupportsIndex
+"""Anything :meth:`QuantType.parse` accepts: a member, a name, or a ggml type id (an ``int``, a NumPy
+integer, gguf-py's ``GGMLQuantizationType``)."""

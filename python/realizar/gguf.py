@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
-from typing import Any, Final, cast
+from typing import Any, Final, SupportsIndex, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -404,7 +404,7 @@ def load_gguf(
     *,
     dtype: npt.DTypeLike = np.float32,
     names: Iterable[str] | None = None,
-    threads: int | None = None,
+    threads: SupportsIndex | None = None,
     skip_unsupported: bool = False,
 ) -> dict[str, npt.NDArray[Any]]:
     """Decode tensors of a GGUF file into a dict name -> array (in file order).
