@@ -126,6 +126,10 @@ fn parses_every_value_type() {
         assert_eq!(g.get("arr.nested").unwrap().type_description(), "ARRAY[ARRAY[UINT8]]");
         assert_eq!(arr("arr.empty").values(), ArrayValues::F32(vec![]));
         assert!(arr("arr.empty").is_empty() && g.get("arr.empty").unwrap().type_description() == "ARRAY[FLOAT32]");
+        for k in ["arr.i32", "arr.str", "arr.nested", "arr.empty"] {
+            // Built from its values, an array is the one read from the file.
+            assert_eq!(&Array::from(arr(k).values()), arr(k), "{k}");
+        }
         assert_eq!(g.get("nope"), None);
         assert_eq!(g.tensor("nope"), None);
         assert_eq!(g.data_offset as usize, marks[4]);

@@ -341,6 +341,78 @@ impl Array {
     }
 }
 
+impl ArrayValues {
+    /// The element type.
+    pub fn element_type(&self) -> ValueType {
+        match self {
+            ArrayValues::U8(_) => ValueType::U8,
+            ArrayValues::I8(_) => ValueType::I8,
+            ArrayValues::U16(_) => ValueType::U16,
+            ArrayValues::I16(_) => ValueType::I16,
+            ArrayValues::U32(_) => ValueType::U32,
+            ArrayValues::I32(_) => ValueType::I32,
+            ArrayValues::F32(_) => ValueType::F32,
+            ArrayValues::Bool(_) => ValueType::Bool,
+            ArrayValues::String(_) => ValueType::String,
+            ArrayValues::Array(_) => ValueType::Array,
+            ArrayValues::U64(_) => ValueType::U64,
+            ArrayValues::I64(_) => ValueType::I64,
+            ArrayValues::F64(_) => ValueType::F64,
+        }
+    }
+
+    /// The GGUF encoding: element type (u32), count (u64), then the elements, little-endian.
+    fn encode(&self, out: &mut Vec<u8>) {
+        macro_rules! each {
+            ($v:expr) => {{
+                out.extend(($v.len() as u64).to_le_bytes());
+                for x in $v {
+                    out.extend(x.to_le_bytes());
+                }
+            }};
+        }
+        out.extend((self.element_type() as u32).to_le_bytes());
+        match self {
+            ArrayValues::U8(v) => each!(v),
+            ArrayValues::I8(v) => each!(v),
+            ArrayValues::U16(v) => each!(v),
+            ArrayValues::I16(v) => each!(v),
+            ArrayValues::U32(v) => each!(v),
+            ArrayValues::I32(v) => each!(v),
+            ArrayValues::F32(v) => each!(v),
+            ArrayValues::U64(v) => each!(v),
+            ArrayValues::I64(v) => each!(v),
+            ArrayValues::F64(v) => each!(v),
+            ArrayValues::Bool(v) => {
+                out.extend((v.len() as u64).to_le_bytes());
+                out.extend(v.iter().map(|&b| u8::from(b)));
+            }
+            ArrayValues::String(v) => {
+                out.extend((v.len() as u64).to_le_bytes());
+                for s in v {
+                    out.extend((s.len() as u64).to_le_bytes());
+                    out.extend(s);
+                }
+            }
+            ArrayValues::Array(v) => {
+                out.extend((v.len() as u64).to_le_bytes());
+                for a in v {
+                    a.encode(out);
+                }
+            }
+        }
+    }
+}
+
+/// An array made from values (to build metadata in code): encoded once, as a file would hold it.
+impl From<ArrayValues> for Array {
+    fn from(values: ArrayValues) -> Array {
+        let mut bytes = Vec::new();
+        values.encode(&mut bytes);
+        Array::validated(bytes.into())
+    }
+}
+
 impl PartialEq for Array {
     fn eq(&self, other: &Self) -> bool {
         (self.element_type, self.len) == (other.element_type, other.len) && self.raw() == other.raw()
