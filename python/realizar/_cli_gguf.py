@@ -292,7 +292,7 @@ def cmd_dequantize(args: argparse.Namespace) -> int:
         if skipped and not args.skip_unsupported:
             names = ", ".join(f"{t.name} ({t.type_name})" for t in skipped[:5])
             raise ValueError(
-                f"{len(skipped)} selected tensor(s) have types realizar cannot decode: {names}"
+                f"{_plural(len(skipped), 'selected tensor')} of types realizar cannot decode: {names}"
                 f"{' ...' if len(skipped) > 5 else ''}; pass --skip-unsupported to leave them out, "
                 "or --tensors to choose"
             )
@@ -327,12 +327,11 @@ def cmd_dequantize(args: argparse.Namespace) -> int:
                     def step(i: int, a: npt.NDArray[Any]) -> None:
                         fp.write(_as_bytes(a))
                 else:
-                    zf = zipfile.ZipFile(fp, "w", zipfile.ZIP_STORED, allowZip64=True)
+                    archive = zf = zipfile.ZipFile(fp, "w", zipfile.ZIP_STORED, allowZip64=True)
 
                     def step(i: int, a: npt.NDArray[Any]) -> None:
                         nonlocal member
-                        assert zf is not None
-                        member = zf.open(members[i], "w", force_zip64=True)
+                        member = archive.open(members[i], "w", force_zip64=True)
                         np.lib.format.write_array(member, a, allow_pickle=False)
                         member.close()
                         member = None
