@@ -195,9 +195,30 @@ def test_shape() -> None:
     assert realizar.dequantize(data, "Q8_0", shape=(2, 2, 32)).shape == (2, 2, 32)
     assert realizar.dequantize(data, "Q8_0", shape=[4, 32]).shape == (4, 32)
     assert realizar.dequantize(data, "Q8_0", shape=np.int64(128)).shape == (128,)
-    for bad in [(3, 32), (128, 2), (-4, -32)]:
+    bad: tuple[int, ...]
+    for bad in [(3, 32), (128, 2)]:
         with pytest.raises(RealizarError, match=r"shape .* holds .* decodes to 128 weights"):
             realizar.dequantize(data, "Q8_0", shape=bad)
+    for bad in [(-4, -32), (-1, -1, 32), (2, -2)]:
+        with pytest.raises(RealizarError, match=r"at most one may be -1.*decodes to 128 weights"):
+            realizar.dequantize(data, "Q8_0", shape=bad)
+    for bad in [(-1, 3, 32), (0, -1), (-1, 0)]:
+        with pytest.raises(RealizarError, match=r"no size for the -1 fits.*decodes to 128 weights"):
+            realizar.dequantize(data, "Q8_0", shape=bad)
+
+
+def test_shape_infers_minus_one_as_numpy_does() -> None:
+    data = q8_blocks(4)
+    want = realizar.dequantize(data, "Q8_0")
+    shapes: list[int | tuple[int, ...]] = [(-1, 32), (4, -1), (2, -1, 32), -1, (-1,), (1, -1, 1)]
+    for shape in shapes:
+        got = realizar.dequantize(data, "Q8_0", shape=shape)
+        assert got.shape == want.reshape(shape).shape, shape
+        assert_bits_equal(got, want, str(shape))
+    out = np.empty((4, 32), np.float32)
+    assert realizar.dequantize(data, "Q8_0", out=out, shape=(-1, 32)) is out
+    with pytest.raises(RealizarError, match="does not match out.shape"):
+        realizar.dequantize(data, "Q8_0", out=out, shape=(-1, 64))
 
 
 @pytest.mark.parametrize("bad", [0, -1, True])

@@ -6,9 +6,11 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +163,7 @@ def test_dequantize_npz_with_glob(capsys: pytest.CaptureFixture[str], model: Pat
         str(out),
         "--tensors",
         "blk.*.q.weight",
+        "--tensors",
         "tok*",
         "--dtype",
         "f16",
@@ -190,7 +193,7 @@ def test_undecodable_tensors(capsys: pytest.CaptureFixture[str], iq_model: Path,
     assert code == 1 and "IQ4_NL" in err and "--skip-unsupported" in err
     assert not target.exists()
     code, out, _ = run(capsys, "dequantize", str(iq_model), "-o", str(target), "--skip-unsupported")
-    assert code == 0 and "wrote 1 tensors" in out and "skipped 1" in out and "iq (IQ4_NL)" in out
+    assert code == 0 and "wrote 1 tensor (" in out and "skipped 1 tensor " in out and "iq (IQ4_NL)" in out
     assert list(load_file(target)) == ["w"]
 
 
@@ -238,3 +241,129 @@ def test_console_script_and_module(model: Path) -> None:
         check=False,
     )
     assert r.returncode == 1 and "error" in r.stderr
+
+
+# --- a newcomer's first hour ------------------------------------------------------------------
+
+
+def test_tensors_option_before_the_file(
+    capsys: pytest.CaptureFixture[str], model: Path, tmp_path: Path
+) -> None:
+    """``--tensors GLOB`` takes one glob (repeat it for more), so it cannot swallow FILE."""
+    code, out, err = run(capsys, "info", "--tensors", "blk.0.*", str(model))
+    assert code == 0, err
+    assert "blk.0.norm" in out and "blk.1.norm" not in out and "tok.weight" not in out
+    code, out, _ = run(capsys, "info", "--tensors", "blk.0.*", "--tensors", "tok*", str(model))
+    assert code == 0 and "blk.0.q.weight" in out and "tok.weight" in out and "blk.1.norm" not in out
+    target = tmp_path / "x.npz"
+    code, out, _ = run(capsys, "dequantize", "--tensors", "blk.1.*", str(model), "-o", str(target), "-q")
+    assert code == 0 and "wrote 2 tensors" in out
+    with np.load(target) as z:
+        assert sorted(z.files) == ["blk.1.norm", "blk.1.q.weight"]
+
+
+def test_info_shows_array_lengths_and_the_file_type(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = tmp_path / "m.gguf"
+    w = gguf.GGUFWriter(p, arch="llama")
+    w.add_file_type(15)
+    w.add_array("tokenizer.ggml.tokens", ["<pad>" * 30, *[f"tok{i}" for i in range(49151)]])
+    w.add_array("short", [1, 2, 3])
+    w.add_array("floats", [0.5] * 100)
+    w.add_tensor("w", np.ones(32, np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    code, out, _ = run(capsys, "info", str(p))
+    assert code == 0
+    line = {li.split()[0]: li for li in out.splitlines() if li.startswith("  ")}
+    tokens = line["tokenizer.ggml.tokens"]
+    assert tokens.endswith("(49152 items)") and "<pad>" in tokens
+    assert line["short"].endswith("[1, 2, 3] (3 items)")
+    assert line["floats"].endswith("(100 items)") and "[0.5, 0.5" in line["floats"]
+    assert line["general.file_type"].endswith("MOSTLY_Q4_K_M (15)")
+    assert "metadata keys, 1 tensor\n" in out  # one tensor, not "1 tensors"
+
+
+def test_written_summary_is_in_words(capsys: pytest.CaptureFixture[str], model: Path, tmp_path: Path) -> None:
+    code, out, _ = run(capsys, "dequantize", str(model), "-o", str(tmp_path / "x.npz"), "--tensors", "tok*")
+    assert code == 0 and "wrote 1 tensor (" in out
+    rate = re.search(r"\(([0-9.]+) (B|KiB|MiB|GiB)/s\)", out)
+    assert rate is not None and float(rate.group(1)) > 0, out
+
+
+def test_output_problems_are_found_before_decoding(
+    capsys: pytest.CaptureFixture[str], model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An output that is a directory, or in a missing directory, fails at once, naming the output
+    (never the hidden temporary file), and nothing is decoded."""
+
+    def no_decoding(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("decoded a tensor although the output cannot be written")
+
+    monkeypatch.setattr(realizar.GGUFFile, "dequantize", no_decoding)
+    existing_dir = tmp_path / "already.npz"
+    existing_dir.mkdir()
+    missing = tmp_path / "no" / "such" / "dir" / "x.safetensors"
+    for target, needle in [(existing_dir, "is a directory"), (missing, "does not exist")]:
+        code, out, err = run(capsys, "dequantize", str(model), "-o", str(target))
+        assert code == 1 and f"cannot write {target}: " in err and needle in err, err
+        assert ".partial" not in err and "wrote" not in out
+    assert existing_dir.is_dir() and list(existing_dir.iterdir()) == []
+
+
+def test_read_only_directory_is_found_before_decoding(
+    capsys: pytest.CaptureFixture[str], model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A directory the user cannot write to fails before any decoding, naming the output. Root may
+    write anywhere, so besides a real read-only directory (when not root) the refusals are also
+    made to happen: ``os.access`` saying no, and the temporary file's creation failing."""
+
+    def no_decoding(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("decoded a tensor although the output cannot be written")
+
+    monkeypatch.setattr(realizar.GGUFFile, "dequantize", no_decoding)
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    target = ro / "x.safetensors"
+    if hasattr(os, "geteuid") and os.geteuid() != 0:
+        ro.chmod(0o555)
+        try:
+            code, _, err = run(capsys, "dequantize", str(model), "-o", str(target))
+        finally:
+            ro.chmod(0o755)
+        assert code == 1 and f"cannot write {target}: " in err and "not writable" in err, err
+    with monkeypatch.context() as m:
+        real_access = os.access
+        m.setattr(os, "access", lambda p, mode, **kw: False if Path(p) == ro else real_access(p, mode, **kw))
+        code, _, err = run(capsys, "dequantize", str(model), "-o", str(target))
+        assert code == 1 and f"cannot write {target}: " in err and "not writable" in err, err
+
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise PermissionError(errno.EACCES, "Permission denied", str(ro / ".x.safetensors.abc.partial"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    code, _, err = run(capsys, "dequantize", str(model), "-o", str(target))
+    assert code == 1 and f"cannot write {target}: Permission denied" in err and ".partial" not in err, err
+    assert list(ro.iterdir()) == []
+
+
+def test_write_errors_name_the_output_not_the_temporary_file(
+    capsys: pytest.CaptureFixture[str], model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_room(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(errno.ENOSPC, "No space left on device", os.path.join(str(tmp_path), ".x.partial"))
+
+    monkeypatch.setattr(cli_gguf, "_as_bytes", no_room)
+    target = tmp_path / "x.safetensors"
+    code, _, err = run(capsys, "dequantize", str(model), "-o", str(target))
+    assert code == 1 and f"cannot write {target}: No space left on device" in err and ".partial" not in err
+    no_leftovers(tmp_path)
+
+
+def test_exit_status_is_documented(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in [["--help"], ["perplexity", "--help"], ["info", "--help"], ["dequantize", "--help"]]:
+        code, out, _ = run(capsys, *argv)
+        assert code == 0 and "2 bad usage" in " ".join(out.split()), argv

@@ -418,9 +418,11 @@ def test_cli_perplexity(tiny: tuple[Path, dict[str, Any], np.ndarray], tmp_path:
     rc = cli.main(["perplexity", str(path), "--tokens", str(npy), "--ctx", "16", "--windows", "9"])
     assert rc == 1
     assert "tokens" in capsys.readouterr().err
-    rc = cli.main(["perplexity", str(path), "--tokens", str(npy), "--requantize", "Q9_9"])
-    assert rc == 1
-    assert "Q9_9" in capsys.readouterr().err
+    for bad in ["Q9_9", "Q4K", "F16"]:  # a usage error: exit 2, as --help says
+        with pytest.raises(SystemExit) as ei:
+            cli.main(["perplexity", str(path), "--tokens", str(npy), "--requantize", bad])
+        assert ei.value.code == 2
+        assert bad in capsys.readouterr().err
 
 
 def test_missing_quantizer_fails_before_any_evaluation(

@@ -279,6 +279,33 @@ def test_chunked_conversion_matches_whole(tmp_path: Path, monkeypatch: pytest.Mo
             assert np.array_equal(y.view(np.uint16), f.dequantize("w").astype(np.float16).view(np.uint16))
 
 
+@pytest.mark.parametrize("chunk", [1 << 18, 1000 * 256])
+def test_bfloat16_equals_ml_dtypes_astype_bit_for_bit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    """bfloat16 output is rounded by realizar itself (no temporary of the tensor's size); it must
+    give ml_dtypes's bits for every float32 exponent and sign with the low halves that decide the
+    rounding (ties, just above and below them), NaN payloads and infinities included. (Checked
+    once over all 2**32 float32 patterns against ml_dtypes 0.7.0: no difference.)"""
+    hi = np.arange(1 << 16, dtype=np.uint32) << 16
+    lo = np.array([0, 1, 0x4000, 0x7FFF, 0x8000, 0x8001, 0xC000, 0xFFFF], np.uint32)
+    bits = (hi[:, None] | lo[None, :]).reshape(-1, 256)
+    p = write_gguf(tmp_path / "bf.gguf", [("w", bits.view(np.float32), QuantType.F32)], metadata=False)
+    monkeypatch.setattr(realizar.gguf, "_CHUNK_WEIGHTS", chunk)  # chunk edges inside the tensor
+    with GGUFFile(p) as f:
+        y32 = f.dequantize("w")
+        assert np.array_equal(y32.view(np.uint32), bits)  # F32 keeps every bit pattern
+        with np.errstate(invalid="ignore"):
+            want = y32.astype(ml_dtypes.bfloat16).view(np.uint16)
+        got = f.dequantize("w", dtype="bfloat16")
+        assert got.dtype == ml_dtypes.bfloat16 and got.shape == bits.shape
+        bad = np.flatnonzero(got.view(np.uint16) != want)
+        assert bad.size == 0, [(hex(int(bits.reshape(-1)[i])), hex(int(got.view(np.uint16).reshape(-1)[i])),
+                                hex(int(want.reshape(-1)[i]))) for i in bad[:5]]
+    loaded = load_gguf(p, dtype="bfloat16")["w"]
+    assert np.array_equal(loaded.view(np.uint16), want)
+
+
 def test_raw_views_outlive_close(every_type_file: Path) -> None:
     f = GGUFFile(every_type_file)
     views = [f.raw(n) for n in f]
@@ -327,6 +354,49 @@ def test_undecodable_types_list_fine(tmp_path: Path) -> None:
     with pytest.raises(RealizarError, match="IQ4_NL"):
         load_gguf(p)
     assert list(load_gguf(p, names=["q8"])) == ["q8"]
+
+
+def test_load_gguf_skip_unsupported(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    iq = rng.integers(0, 256, (2, 18), dtype=np.uint8)
+    q8 = random_tensor_bytes(QuantType.Q8_0, (2, 64), rng)
+    p = write_gguf(
+        tmp_path / "u.gguf", [("iq", iq, GT.IQ4_NL.value), ("q8", q8, QuantType.Q8_0)], metadata=False
+    )
+    with pytest.raises(RealizarError, match=r"'iq' \(IQ4_NL\).*skip_unsupported=True"):
+        load_gguf(p)
+    got = load_gguf(p, skip_unsupported=True)
+    assert list(got) == ["q8"]
+    with GGUFFile(p) as f:
+        assert_bits_equal(got["q8"], f.dequantize("q8"), "q8")
+    assert list(load_gguf(p, skip_unsupported=True, dtype="float16", names=["iq", "q8"])) == ["q8"]
+
+
+def test_help_documents_the_attributes() -> None:
+    """``help(GGUFFile)`` lists the attributes with their meaning, and the container methods."""
+    import pydoc
+
+    text = pydoc.plain(pydoc.render_doc(GGUFFile))
+    for attr in ["tensors", "version", "path", "alignment", "data_offset", "file_size", "metadata", "closed"]:
+        prop = getattr(GGUFFile, attr)
+        assert isinstance(prop, property) and prop.__doc__, attr
+        assert attr in text
+    methods = ["__iter__", "__len__", "__contains__", "__enter__", "__exit__", "close", "raw", "dequantize"]
+    for method in methods:
+        doc = getattr(GGUFFile, method).__doc__
+        assert doc and not doc.startswith(("Implement", "Return", "Helper")), method
+
+
+def test_metadata_is_converted_per_key_and_stays_readable(every_type_file: Path) -> None:
+    f = GGUFFile(every_type_file)
+    meta = f.metadata
+    assert len(meta) == len(f.metadata_types) and "m.u8" in meta and "nope" not in meta
+    with pytest.raises(KeyError):
+        meta["nope"]
+    f.close()
+    assert meta["a.long.str"][499] == "tok499" and meta["a.long.str"] is meta["a.long.str"]
+    assert dict(meta)["m.str"] == "héllo wörld ✓"
+    assert "keys" in repr(meta)
 
 
 def test_unknown_type_id_lists_with_unknown_size(tmp_path: Path) -> None:

@@ -31,3 +31,28 @@ def test_readme_examples_pass_mypy_strict(tmp_path: Path) -> None:
         files.append(str(f))
     stdout, stderr, status = api.run(["--strict", "--no-incremental", *files])
     assert status == 0, stdout + stderr
+
+
+NEWCOMER_COMMANDS = [
+    "pip install . && python -m realizar demo",
+    "pip install '.[test]' && cargo test && python -m pytest",
+]
+
+
+def test_readme_keeps_the_newcomer_commands() -> None:
+    """"Try it" and "Run the whole test suite": in a new virtual environment, one line each."""
+    text = README.read_text()
+    for command in NEWCOMER_COMMANDS:
+        assert f"\n{command}\n" in text, command
+    assert "python3 -m venv .venv && . .venv/bin/activate" in text
+
+
+def test_ci_resolves_dependencies_as_a_newcomer_does() -> None:
+    """.ci/run runs the README's test command with nothing cached and no local wheel directory, so
+    that it gets the dependency versions a newcomer's `pip install` gets today."""
+    ci = (README.parent / ".ci" / "run").read_text()
+    first_install = min(m.start() for m in re.finditer(r"^[^#\n]*\bpip install", ci, flags=re.M))
+    assert ci.index("export PIP_NO_CACHE_DIR=1") < first_install
+    assert ci.index("unset PIP_FIND_LINKS") < first_install
+    install, test = NEWCOMER_COMMANDS[1].split(" && ", 1)
+    assert f"\n{install}\n" in ci and f"\n{test}\n" in ci

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
 from typing import Any, SupportsIndex
 
@@ -15,15 +16,49 @@ from ._types import QuantType, QuantTypeLike
 Buffer = Any  # anything exporting the buffer protocol (collections.abc.Buffer on 3.12+)
 
 
+def as_index(value: object, what: str) -> int:
+    """``operator.index(value)``: an int, a NumPy integer or anything with ``__index__``; floats and
+    strings are refused with a ``TypeError`` naming ``what`` instead of being truncated or parsed."""
+    if isinstance(value, bool | np.bool_):
+        raise TypeError(f"{what} must be an integer, got a bool ({value!r})")
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"{what} must be an integer, got {type(value).__name__} ({value!r})") from None
+
+
 def _shape_tuple(shape: SupportsIndex | Sequence[SupportsIndex]) -> tuple[int, ...]:
-    if isinstance(shape, Sequence):
-        return tuple(int(s) for s in shape)
-    return (int(shape),)
+    if isinstance(shape, str | bytes | bytearray):
+        raise TypeError(f"shape must be an integer or a sequence of integers, got {type(shape).__name__}")
+    if isinstance(shape, Sequence) or (isinstance(shape, np.ndarray) and shape.ndim == 1):
+        return tuple(as_index(s, "every dimension of shape") for s in shape)
+    return (as_index(shape, "shape"),)
 
 
-def weights_in(nbytes: int, qtype: QuantTypeLike) -> int:
+def resolve_shape(target: tuple[int, ...], n: int, source: str) -> tuple[int, ...]:
+    """``target`` with its one ``-1`` (if any) inferred, as NumPy's ``reshape`` does, checked to hold
+    exactly ``n`` values; ``source`` says where they come from ("the Q8_0 data decodes to 128 weights")."""
+    unknown = [i for i, s in enumerate(target) if s == -1]
+    if len(unknown) > 1 or any(s < -1 for s in target):
+        raise _realizar.RealizarError(
+            f"shape {target}: dimensions must be >= 0, and at most one may be -1 (inferred); {source}"
+        )
+    if unknown:
+        known = math.prod(s for s in target if s != -1)
+        if known == 0 or n % known:
+            raise _realizar.RealizarError(f"shape {target}: no size for the -1 fits, as {source}")
+        target = tuple(n // known if s == -1 else s for s in target)
+    if math.prod(target) != n:
+        raise _realizar.RealizarError(f"shape {target} holds {math.prod(target)} values but {source}")
+    return target
+
+
+def weights_in(nbytes: SupportsIndex, qtype: QuantTypeLike) -> int:
     """How many weights ``nbytes`` bytes of ``qtype`` hold (a ``RealizarError`` if not whole blocks)."""
-    return _realizar._weights_in(int(QuantType.parse(qtype)), int(nbytes))
+    n = as_index(nbytes, "nbytes")
+    if n < 0:
+        raise _realizar.RealizarError(f"nbytes must be >= 0, got {n}")
+    return _realizar._weights_in(int(QuantType.parse(qtype)), n)
 
 
 def dequantize(
@@ -32,7 +67,7 @@ def dequantize(
     *,
     out: npt.NDArray[np.float32] | None = None,
     shape: SupportsIndex | Sequence[SupportsIndex] | None = None,
-    threads: int | None = None,
+    threads: SupportsIndex | None = None,
 ) -> npt.NDArray[np.float32]:
     """Decode GGML blocks into float32, bit for bit as llama.cpp does.
 
@@ -43,7 +78,8 @@ def dequantize(
         qtype: a :class:`QuantType`, its name in any case (``"q6_k"``), or its ggml type id.
         out: a writable C-contiguous float32 array with exactly as many elements as ``data``
             decodes to; filled in place and returned (its shape is kept).
-        shape: shape of the result; its product must equal the number of weights.
+        shape: shape of the result; its product must equal the number of weights. One dimension
+            may be ``-1``, inferred from the number of weights as NumPy's ``reshape`` does.
         threads: threads to use; ``None`` lets realizar choose (all cores for large inputs).
 
     Returns:
@@ -52,27 +88,35 @@ def dequantize(
     Raises:
         RealizarError: ``data`` is not a whole number of blocks, ``qtype`` is unknown, or
             ``out``/``shape`` do not match the number of weights (a ``ValueError`` subclass).
-        TypeError: ``data`` is not a buffer, ``out`` is not a float32 array.
+        TypeError: ``data`` is not a buffer, ``out`` is not a float32 array, ``shape`` or
+            ``threads`` is not made of integers.
         ValueError: ``data`` or ``out`` is not C-contiguous, ``out`` is read-only.
     """
     qt = QuantType.parse(qtype)
     nthreads = threads_arg(threads)
     target = None if shape is None else _shape_tuple(shape)
-    if out is not None and target is not None and tuple(out.shape) != target:
-        raise _realizar.RealizarError(f"shape {target} does not match out.shape {tuple(out.shape)}")
+    if target is not None and isinstance(out, np.ndarray):
+        if resolve_shape(target, out.size, f"out has {out.size} elements") != out.shape:
+            raise _realizar.RealizarError(f"shape {target} does not match out.shape {out.shape}")
     result: npt.NDArray[np.float32] = _realizar.dequantize(data, int(qt), out, nthreads)
     if out is None and target is not None:
-        if any(s < 0 for s in target) or math.prod(target) != result.size:
-            raise _realizar.RealizarError(
-                f"shape {target} holds {math.prod(target)} values but the {qt.name} data decodes to "
-                f"{result.size} weights"
-            )
-        result = result.reshape(target)
+        result = result.reshape(
+            resolve_shape(target, result.size, f"the {qt.name} data decodes to {result.size} weights")
+        )
     return result
 
 
-def threads_arg(threads: int | None) -> int:
+def threads_arg(threads: SupportsIndex | None) -> int:
     """The core's thread count for a ``threads=`` argument: ``None`` -> 0 (realizar chooses)."""
-    if threads is not None and (isinstance(threads, bool) or int(threads) < 1):
+    if threads is None:
+        return 0
+    if isinstance(threads, bool | np.bool_):
         raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
-    return 0 if threads is None else int(threads)
+    n = as_index(threads, "threads")
+    if n < 1:
+        raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
+    # More threads than the pool has are never used; the cap only keeps the count in the core's range.
+    return min(n, _MAX_THREADS)
+
+
+_MAX_THREADS = (1 << 31) - 1

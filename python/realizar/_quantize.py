@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import SupportsIndex
+
 import numpy as np
 import numpy.typing as npt
 
@@ -16,7 +18,7 @@ def quantize(
     *,
     imatrix: npt.ArrayLike | None = None,
     out: npt.NDArray[np.uint8] | None = None,
-    threads: int | None = None,
+    threads: SupportsIndex | None = None,
 ) -> npt.NDArray[np.uint8]:
     """Quantize float weights to GGML blocks, exactly as llama.cpp's ggml does.
 
@@ -74,10 +76,29 @@ def quantize(
         qw = np.ascontiguousarray(qwa, dtype=np.float32)
     row_bytes = n_per_row // qt.block_size * qt.type_size
     flat = arr.reshape(-1) if arr.size else arr.reshape(0)
-    if n_per_row == 0:
-        result = np.zeros(arr.shape, dtype=np.uint8) if out is None else out
-        return result
+    if n_per_row == 0:  # nothing to encode, but `out` gets the checks the core would make
+        if out is None:
+            return np.zeros(arr.shape, dtype=np.uint8)
+        _check_empty_out(out, qt)
+        return out
     res: npt.NDArray[np.uint8] = _realizar.quantize(flat, int(qt), n_per_row, qw, out, nthreads)
     if out is None:
         res = res.reshape((*arr.shape[:-1], row_bytes))
     return res
+
+
+def _check_empty_out(out: object, qt: QuantType) -> None:
+    """The core's checks of ``out`` (same exceptions, same words) for an input with no weights."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy.ndarray of dtype uint8, not {type(out).__name__}")
+    if out.dtype != np.uint8:
+        raise TypeError(f"out must have dtype uint8, got {out.dtype}")
+    if not out.flags.c_contiguous:
+        raise ValueError("out must be C-contiguous")
+    if not out.flags.writeable:
+        raise ValueError("out is read-only (flags.writeable is False)")
+    if out.size != 0:
+        raise _realizar.RealizarError(
+            f"out has {out.size} bytes (shape {list(out.shape)}) but the input encodes to 0 bytes "
+            f"of {qt.name}"
+        )

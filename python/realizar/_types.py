@@ -8,6 +8,10 @@ checks that this list and that table agree. Being an ``IntEnum``, a member compa
 from __future__ import annotations
 
 import enum
+import operator
+from typing import SupportsIndex
+
+import numpy as np
 
 from . import _realizar
 
@@ -65,16 +69,26 @@ class QuantType(enum.IntEnum):
             return value
         if isinstance(value, str):
             return cls(_realizar._type_id_from_name(value))
-        if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            if isinstance(value, bool | np.bool_):
+                raise TypeError
+            type_id = operator.index(value)  # an int, a NumPy integer, gguf-py's enum
+        except TypeError:
             raise TypeError(
                 f"qtype must be a QuantType, a type name such as 'Q6_K', or a ggml type id; "
                 f"got {type(value).__name__}"
+            ) from None
+        if not 0 <= type_id < 1 << 32:  # ids are u32 in GGUF; an unknown id, not an overflow
+            supported = ", ".join(f"{q.name} ({q.value})" for q in cls)
+            raise _realizar.RealizarError(
+                f"unknown or unsupported ggml type id {type_id}; supported: {supported}"
             )
-        return cls(_realizar._check_type_id(int(value)))
+        return cls(_realizar._check_type_id(type_id))
 
     def __str__(self) -> str:
         return self.name
 
 
-QuantTypeLike = QuantType | str | int
-"""Anything :meth:`QuantType.parse` accepts."""
+QuantTypeLike = QuantType | str | SupportsIndex
+"""Anything :meth:`QuantType.parse` accepts: a member, a name, or a ggml type id (an ``int``, a NumPy
+integer, gguf-py's ``GGMLQuantizationType``)."""

@@ -1,18 +1,25 @@
 """The ``realizar`` command line. Each subcommand is a function ``cmd_<name>(args) -> int`` and one
 ``add_parser`` call in :func:`build_parser`; exit codes follow the usual convention: 0 success,
-1 failure while working, 2 bad usage (argparse's own)."""
+1 failure while working, 2 bad usage (argparse's own), 130 after Ctrl-C and 143 after SIGTERM (both
+unwind, so that no temporary file is left behind). Text from a file is escaped before it is printed."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _cli_gguf, _realizar
 from ._api import dequantize
+from ._text import escape
 from ._types import QuantType
 
 
@@ -72,10 +79,39 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_tokens(path: str) -> npt.NDArray[Any]:
+    """A 1-D integer ``.npy`` file of token ids, checked before it is read: its header must describe
+    exactly the bytes the file has, so that a header claiming 10**11 entries is an error here rather
+    than an attempt to allocate them."""
+    with open(path, "rb") as fp:
+        try:
+            version = np.lib.format.read_magic(fp)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(fp)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(fp)
+            else:
+                raise ValueError(f"unsupported .npy format version {version}")
+        except ValueError as e:
+            raise ValueError(f"{path}: not a .npy file of token ids ({e})") from None
+        if dtype.kind not in "iu" or len(shape) != 1:
+            raise ValueError(f"{path}: token ids must be a 1-D integer array, not {dtype} of shape {shape}")
+        data_start = fp.tell()
+        size = os.fstat(fp.fileno()).st_size
+        claimed = shape[0] * dtype.itemsize
+        if claimed != size - data_start:
+            raise ValueError(
+                f"{path}: the .npy header says {shape[0]} tokens of {dtype} ({claimed} bytes) but the file "
+                f"has {size - data_start} bytes of data"
+            )
+        tokens: npt.NDArray[Any] = np.fromfile(fp, dtype=dtype, count=shape[0])
+    return tokens
+
+
 def _perplexity_tokens(args: argparse.Namespace) -> tuple[np.ndarray, str]:
     """The token ids to score and what they are, from --tokens or --text."""
     if args.tokens is not None:
-        return np.load(args.tokens), f"tokens {args.tokens}"
+        return _load_tokens(args.tokens), f"tokens {escape(args.tokens)}"
     from .eval.tokenizer import Tokenizer
 
     t0 = time.perf_counter()
@@ -86,7 +122,7 @@ def _perplexity_tokens(args: argparse.Namespace) -> tuple[np.ndarray, str]:
     print(f"tokenized {len(data)} bytes into {tokens.size} tokens with the model's tokenizer "
           f"({tokenizer.pre!r}, BOS {'added' if tokenizer.add_bos else 'not added'}) in "
           f"{time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
-    return tokens, f"text {args.text} ({tokens.size} tokens)"
+    return tokens, f"text {escape(args.text)} ({tokens.size} tokens)"
 
 
 def cmd_perplexity(args: argparse.Namespace) -> int:
@@ -94,9 +130,8 @@ def cmd_perplexity(args: argparse.Namespace) -> int:
     variant."""
     # imported here so that the other subcommands do not load the evaluation code
     from .eval.perplexity import format_table, perplexity
-    from .eval.weights import check_requantize
 
-    variants: list[QuantType | None] = [None, *(check_requantize(t) for t in args.requantize)]
+    variants: list[QuantType | None] = [None, *args.requantize]
     tokens, source = _perplexity_tokens(args)
     results = []
     t0 = time.perf_counter()
@@ -107,17 +142,43 @@ def cmd_perplexity(args: argparse.Namespace) -> int:
               f"{r.eval_cpu_seconds:.1f} s CPU)",
               file=sys.stderr, flush=True)
         results.append(r)
-    print(f"model {args.model}, {source}: {args.windows} windows of {args.ctx} tokens, "
+    print(f"model {escape(args.model)}, {source}: {args.windows} windows of {args.ctx} tokens, "
           f"{args.windows * (args.ctx - 1)} scored")
     print(format_table(results))
     print(f"total elapsed {time.perf_counter() - t0:.1f} s")
     return 0
 
 
+def _requantize_type(text: str) -> QuantType:
+    """argparse ``type=`` of ``--requantize``: a block-quantized type name, else a usage error."""
+    from .eval.weights import check_requantize
+
+    try:
+        return check_requantize(text)
+    except ValueError as e:  # RealizarError too
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _at_least(low: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if n < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {n}")
+        return n
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="realizar",
         description="Decode llama.cpp / GGML quantized weights (bit-exact, SIMD, multi-core).",
+        epilog="Exit status: 0 ok, 1 error while working, 2 bad usage, 130 interrupted (Ctrl-C), "
+        "143 terminated (SIGTERM).",
     )
     parser.add_argument("--version", action="version", version=f"realizar {_realizar.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -127,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="decode a built-in example of every format and print the result",
         description="Decode a small built-in example of every format and print what it did.",
     )
-    p.add_argument("--blocks", type=int, default=4, help="blocks per format (default: %(default)s)")
+    p.add_argument("--blocks", type=_at_least(1), default=4, help="blocks per format (default: %(default)s)")
     p.set_defaults(func=cmd_demo)
     _cli_gguf.add_parsers(sub)  # info, dequantize
 
@@ -135,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Perplexity of a GGUF model (llama, qwen2) on a text, for the weights as "
                        "published and re-quantized to each --requantize type. The text is scored in "
                        "--windows non-overlapping windows of --ctx tokens from its start (docs/"
-                       "perplexity-protocol.md).")
+                       "perplexity-protocol.md). Exit status: 0 ok, 1 error while working, 2 bad usage.")
     p.add_argument("model", help="GGUF model file")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--text", metavar="FILE",
@@ -143,25 +204,45 @@ def build_parser() -> argparse.ArgumentParser:
                         "metadata (byte-level BPE; the same token ids as llama.cpp, BOS if the model's "
                         "add_bos_token says so)")
     source.add_argument("--tokens", metavar="FILE", help="token ids instead, a 1-D integer .npy file")
-    p.add_argument("--requantize", nargs="*", default=[], metavar="T",
-                   help="re-quantize to these types (e.g. Q8_0 Q4_K) after the reference")
-    p.add_argument("--ctx", type=int, default=512, help="tokens per window (default: %(default)s)")
-    p.add_argument("--windows", type=int, default=8, help="number of windows (default: %(default)s)")
+    p.add_argument("--requantize", nargs="*", default=[], metavar="T", type=_requantize_type,
+                   help="re-quantize to these block-quantized types (e.g. Q8_0 Q4_K) after the reference")
+    p.add_argument("--ctx", type=_at_least(2), default=512, help="tokens per window (default: %(default)s)")
+    p.add_argument("--windows", type=_at_least(1), default=8, help="number of windows (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_perplexity)
     return parser
 
 
+class Terminated(BaseException):
+    """Raised in the main thread by SIGTERM, so that it unwinds (and cleans up) as Ctrl-C does."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return int(args.func(args))
     except _cli_gguf.UsageError as e:
-        parser.exit(2, f"realizar {args.command}: error: {e}\n")
+        parser.exit(2, f"realizar {args.command}: error: {escape(str(e))}\n")
+    except MemoryError as e:
+        print(f"realizar: error: out of memory{': ' + escape(str(e)) if str(e) else ''}", file=sys.stderr)
+        return 1
     except (ValueError, OSError) as e:
-        print(f"realizar: error: {e}", file=sys.stderr)
+        print(f"realizar: error: {escape(str(e))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("realizar: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("realizar: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

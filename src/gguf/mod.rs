@@ -32,7 +32,7 @@ pub mod parse;
 pub mod types;
 pub mod value;
 
-use std::fs::File;
+use std::collections::HashMap;
 use std::ops::Deref;
 use std::path::Path;
 use std::sync::Arc;
@@ -41,7 +41,7 @@ use crate::error::{Error, GgufErrorKind, Result};
 use crate::QuantType;
 pub use parse::parse;
 pub use types::{ggml_type, GgmlType, GGML_TYPES};
-pub use value::{Array, Value, ValueType};
+pub use value::{Array, ArrayValues, Value, ValueType};
 
 /// One tensor's description from the file, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,17 +96,42 @@ pub struct Gguf {
     pub data_offset: u64,
     /// Size of the file in bytes.
     pub file_len: u64,
+    /// Metadata key -> its position in `metadata`, for lookups in constant time.
+    metadata_index: HashMap<String, usize>,
+    /// Tensor name -> its position in `tensors` (a file may hold 100,000 tensors: a linear search
+    /// per lookup made loading every tensor quadratic).
+    tensor_index: HashMap<String, usize>,
 }
 
 impl Gguf {
-    /// The metadata value of `key`.
+    /// The metadata value of `key`, found by hash (see [`Gguf::reindex`]).
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+        match self.metadata_index.get(key).and_then(|&i| self.metadata.get(i)) {
+            Some((k, v)) if k == key => Some(v),
+            _ if self.metadata_index.len() != self.metadata.len() || self.metadata_index.contains_key(key) => {
+                self.metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+            }
+            _ => None,
+        }
     }
 
-    /// The tensor named `name`.
+    /// The tensor named `name`, found by hash (see [`Gguf::reindex`]).
     pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
-        self.tensors.iter().find(|t| t.name == name)
+        match self.tensor_index.get(name).and_then(|&i| self.tensors.get(i)) {
+            Some(t) if t.name == name => Some(t),
+            _ if self.tensor_index.len() != self.tensors.len() || self.tensor_index.contains_key(name) => {
+                self.tensors.iter().find(|t| t.name == name)
+            }
+            _ => None,
+        }
+    }
+
+    /// Rebuilds the indexes behind [`Gguf::get`] and [`Gguf::tensor`] after `metadata` or `tensors`
+    /// were changed. Lookups notice a stale index (an entry moved, entries added or removed) and
+    /// then search linearly; only a name changed in place is not found without this.
+    pub fn reindex(&mut self) {
+        self.metadata_index = self.metadata.iter().enumerate().map(|(i, (k, _))| (k.clone(), i)).collect();
+        self.tensor_index = self.tensors.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
     }
 
     /// The bytes of tensor `t` in `file` (the bytes this header was parsed from); `None` if the type
@@ -152,16 +177,35 @@ fn io_error(path: &Path, e: &std::io::Error) -> Error {
 impl GgufFile {
     /// Opens and memory-maps `path`, then validates it.
     ///
-    /// The file must not be modified by another process while it is mapped (as for any mmap).
+    /// Only regular files are opened: a FIFO, a device or a directory is refused with an
+    /// [`Error::Io`] of kind `InvalidInput` before anything is read (opening a FIFO for reading
+    /// would block until some other process opened it for writing). On Unix the file is opened
+    /// non-blocking, so that even a path swapped for a FIFO after that check cannot hang.
+    ///
+    /// Everything this returns (header, metadata, tensor infos) is read and validated here, once;
+    /// tensor bytes are read from the mapping when asked for. Like every memory-mapped reader
+    /// (gguf-py's `np.memmap` too), this relies on the file not being changed while it is mapped:
+    /// bytes rewritten in place by another process show through, and reading tensor bytes beyond
+    /// the end of a file that another process truncated raises `SIGBUS`, which kills the process.
+    /// Replacing the file by renaming a new one over it (what atomic writers do) is safe: the
+    /// mapping keeps the old file.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let file = File::open(path).map_err(|e| io_error(path, &e))?;
+        let not_regular = || Error::Io {
+            kind: std::io::ErrorKind::InvalidInput,
+            message: format!("{}: not a regular file", path.display()),
+        };
+        if !std::fs::metadata(path).map_err(|e| io_error(path, &e))?.is_file() {
+            return Err(not_regular());
+        }
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+        let file = options.open(path).map_err(|e| io_error(path, &e))?;
         let meta = file.metadata().map_err(|e| io_error(path, &e))?;
         if !meta.is_file() {
-            return Err(Error::Io {
-                kind: std::io::ErrorKind::InvalidInput,
-                message: format!("{}: not a regular file", path.display()),
-            });
+            return Err(not_regular());
         }
         if meta.len() == 0 {
             // mmap cannot map zero bytes; this is a malformed GGUF, not an I/O problem.

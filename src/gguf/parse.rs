@@ -5,10 +5,11 @@
 //! the end; no count from the file is used before that count times the smallest possible encoding
 //! of one element has been checked (with checked arithmetic) against the bytes left; vectors of
 //! structs reserve at most [`MAX_PREALLOC`] entries up front (memory follows the entries actually
-//! parsed, not the claimed count); plain numeric arrays are copied from bytes already known to be
-//! there; all sizes are computed with checked `u64` arithmetic.
+//! parsed, not the claimed count); arrays are validated in place and kept as one copy of their
+//! bytes (nothing allocated per element); all sizes are computed with checked `u64` arithmetic.
 
-use std::collections::HashSet;
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 
 use super::types::ggml_type;
 use super::value::{Array, Value, ValueType};
@@ -124,7 +125,7 @@ impl<'a> Reader<'a> {
         ValueType::from_id(id).ok_or_else(|| err(at, GgufErrorKind::UnknownValueType { what: what(), type_id: id }))
     }
 
-    fn value(&mut self, vt: ValueType, depth: usize, what: &dyn Fn() -> String) -> Result<Value> {
+    fn value(&mut self, vt: ValueType, what: &dyn Fn() -> String) -> Result<Value> {
         Ok(match vt {
             ValueType::U8 => Value::U8(self.array::<1>(what)?[0]),
             ValueType::I8 => Value::I8(i8::from_le_bytes(self.array(what)?)),
@@ -142,12 +143,19 @@ impl<'a> Reader<'a> {
                 Value::Bool(to_bool(b).ok_or_else(|| err(at, GgufErrorKind::BadBool { what: what(), byte: b }))?)
             }
             ValueType::String => Value::String(self.string(what)?.to_vec()),
-            ValueType::Array => Value::Array(self.array_value(depth + 1, what)?),
+            ValueType::Array => {
+                // Validated in place, then kept as one copy of its bytes: nothing is allocated per
+                // element, so opening a file costs no more for a 50,000-token vocabulary (or
+                // millions of empty nested arrays) than one copy of their bytes.
+                let start = self.pos;
+                self.array_value(1, what)?;
+                Value::Array(Array::validated(self.buf[start..self.pos].into()))
+            }
         })
     }
 
-    /// An array: element type (u32), count (u64), then the elements.
-    fn array_value(&mut self, depth: usize, what: &dyn Fn() -> String) -> Result<Array> {
+    /// Checks an array: element type (u32), count (u64), then the elements; allocates nothing.
+    fn array_value(&mut self, depth: usize, what: &dyn Fn() -> String) -> Result<()> {
         let at = self.pos;
         if depth > MAX_NESTING {
             return Err(err(at, GgufErrorKind::NestingTooDeep { what: what(), max: MAX_NESTING }));
@@ -157,55 +165,31 @@ impl<'a> Reader<'a> {
         let n = self.u64(&|| format!("array length of {}", what()))?;
         let elems = || format!("{} ({} array)", what(), et.name());
         self.check_count(n, et.min_size(), count_at, &elems)?;
-        // From here on `n` elements are known to fit in the file, so allocations are bounded.
-        let n = n as usize;
-        macro_rules! fixed {
-            ($variant:ident, $t:ty) => {{
-                let bytes = self.take((n * std::mem::size_of::<$t>()) as u64, &elems)?;
-                Array::$variant(
-                    bytes
-                        .chunks_exact(std::mem::size_of::<$t>())
-                        .map(|c| <$t>::from_le_bytes(c.try_into().unwrap()))
-                        .collect(),
-                )
-            }};
-        }
-        Ok(match et {
-            ValueType::U8 => Array::U8(self.take(n as u64, &elems)?.to_vec()),
-            ValueType::I8 => fixed!(I8, i8),
-            ValueType::U16 => fixed!(U16, u16),
-            ValueType::I16 => fixed!(I16, i16),
-            ValueType::U32 => fixed!(U32, u32),
-            ValueType::I32 => fixed!(I32, i32),
-            ValueType::F32 => fixed!(F32, f32),
-            ValueType::U64 => fixed!(U64, u64),
-            ValueType::I64 => fixed!(I64, i64),
-            ValueType::F64 => fixed!(F64, f64),
+        match et {
             ValueType::Bool => {
                 let start = self.pos;
-                let bytes = self.take(n as u64, &elems)?;
-                let mut v = Vec::with_capacity(n);
-                for (i, &b) in bytes.iter().enumerate() {
+                let bytes = self.take(n, &elems)?;
+                if let Some(i) = bytes.iter().position(|&b| to_bool(b).is_none()) {
                     let what = || format!("element {i} of {}", what());
-                    v.push(to_bool(b).ok_or_else(|| err(start + i, GgufErrorKind::BadBool { what: what(), byte: b }))?);
+                    return Err(err(start + i, GgufErrorKind::BadBool { what: what(), byte: bytes[i] }));
                 }
-                Array::Bool(v)
             }
             ValueType::String => {
-                let mut v = Vec::with_capacity(prealloc(n as u64));
                 for i in 0..n {
-                    v.push(self.string(&|| format!("string {i} of {}", what()))?.to_vec());
+                    self.string(&|| format!("string {i} of {}", what()))?;
                 }
-                Array::String(v)
             }
             ValueType::Array => {
-                let mut v = Vec::with_capacity(prealloc(n as u64));
                 for i in 0..n {
-                    v.push(self.array_value(depth + 1, &|| format!("element {i} of {}", what()))?);
+                    self.array_value(depth + 1, &|| format!("element {i} of {}", what()))?;
                 }
-                Array::Array(v)
             }
-        })
+            // check_count has shown that n elements of this size fit: no overflow.
+            fixed => {
+                self.take(n * fixed.min_size(), &elems)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -262,7 +246,7 @@ pub fn parse(buf: &[u8]) -> Result<Gguf> {
 
     // Metadata.
     let mut metadata: Vec<(String, Value)> = Vec::with_capacity(prealloc(n_kv));
-    let mut keys: HashSet<String> = HashSet::with_capacity(prealloc(n_kv));
+    let mut keys: HashMap<String, usize> = HashMap::with_capacity(prealloc(n_kv));
     let mut alignment = DEFAULT_ALIGNMENT;
     for i in 0..n_kv {
         let key_at = r.pos;
@@ -270,9 +254,12 @@ pub fn parse(buf: &[u8]) -> Result<Gguf> {
         let what = || format!("metadata {key:?}");
         let type_at = r.pos;
         let vt = r.value_type(&what)?;
-        let value = r.value(vt, 0, &what)?;
-        if !keys.insert(key.clone()) {
-            return Err(err(key_at, GgufErrorKind::DuplicateKey(key)));
+        let value = r.value(vt, &what)?;
+        match keys.entry(key.clone()) {
+            Entry::Occupied(_) => return Err(err(key_at, GgufErrorKind::DuplicateKey(key))),
+            Entry::Vacant(v) => {
+                v.insert(metadata.len());
+            }
         }
         if key == "general.alignment" {
             let a = match value {
@@ -297,7 +284,7 @@ pub fn parse(buf: &[u8]) -> Result<Gguf> {
 
     // Tensor infos.
     let mut tensors: Vec<TensorInfo> = Vec::with_capacity(prealloc(n_tensors));
-    let mut names: HashSet<String> = HashSet::with_capacity(prealloc(n_tensors));
+    let mut names: HashMap<String, usize> = HashMap::with_capacity(prealloc(n_tensors));
     for i in 0..n_tensors {
         let info_offset = r.pos;
         let name = r.utf8(&|| format!("name of tensor {i}"))?.to_owned();
@@ -357,8 +344,11 @@ pub fn parse(buf: &[u8]) -> Result<Gguf> {
         if offset % alignment != 0 {
             return Err(err(offset_at, GgufErrorKind::Misaligned { name, offset, alignment }));
         }
-        if !names.insert(name.clone()) {
-            return Err(err(info_offset, GgufErrorKind::DuplicateTensor(name)));
+        match names.entry(name.clone()) {
+            Entry::Occupied(_) => return Err(err(info_offset, GgufErrorKind::DuplicateTensor(name))),
+            Entry::Vacant(v) => {
+                v.insert(tensors.len());
+            }
         }
         tensors.push(TensorInfo {
             name,
@@ -406,5 +396,5 @@ pub fn parse(buf: &[u8]) -> Result<Gguf> {
         }
     }
 
-    Ok(Gguf { version, alignment, metadata, tensors, data_offset, file_len })
+    Ok(Gguf { version, alignment, metadata, tensors, data_offset, file_len, metadata_index: keys, tensor_index: names })
 }

@@ -111,14 +111,27 @@ fn parses_every_value_type() {
         assert_eq!(g.get("u64"), Some(&Value::U64(1 << 40)));
         assert_eq!(g.get("i64"), Some(&Value::I64(-5)));
         assert_eq!(g.get("f64"), Some(&Value::F64(2.25)));
-        assert_eq!(g.get("arr.i32"), Some(&Value::Array(Array::I32(vec![1, 2, 3]))));
-        assert_eq!(g.get("arr.str"), Some(&Value::Array(Array::String(vec![b"a".to_vec(), b"bc".to_vec()]))));
+        let arr = |k: &str| g.get(k).and_then(Value::as_array).unwrap();
+        assert_eq!(arr("arr.i32").values(), ArrayValues::I32(vec![1, 2, 3]));
+        assert_eq!((arr("arr.i32").len(), arr("arr.i32").raw()), (3, &[1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0][..]));
+        assert_eq!(arr("arr.str").values(), ArrayValues::String(vec![b"a".to_vec(), b"bc".to_vec()]));
+        assert_eq!(arr("arr.str").strings().unwrap().collect::<Vec<_>>(), [&b"a"[..], b"bc"]);
+        assert!(arr("arr.str").arrays().is_none() && arr("arr.i32").strings().is_none());
         assert_eq!(
-            g.get("arr.nested"),
-            Some(&Value::Array(Array::Array(vec![Array::U8(vec![1, 2]), Array::Bool(vec![false])])))
+            arr("arr.nested").values(),
+            ArrayValues::Array(vec![ArrayValues::U8(vec![1, 2]), ArrayValues::Bool(vec![false])])
         );
+        let inner: Vec<Array> = arr("arr.nested").arrays().unwrap().collect();
+        assert_eq!((inner.len(), inner[0].element_type(), inner[1].len()), (2, ValueType::U8, 1));
         assert_eq!(g.get("arr.nested").unwrap().type_description(), "ARRAY[ARRAY[UINT8]]");
-        assert_eq!(g.get("arr.empty"), Some(&Value::Array(Array::F32(vec![]))));
+        assert_eq!(arr("arr.empty").values(), ArrayValues::F32(vec![]));
+        assert!(arr("arr.empty").is_empty() && g.get("arr.empty").unwrap().type_description() == "ARRAY[FLOAT32]");
+        for k in ["arr.i32", "arr.str", "arr.nested", "arr.empty"] {
+            // Built from its values, an array is the one read from the file.
+            assert_eq!(&Array::from(arr(k).values()), arr(k), "{k}");
+        }
+        assert_eq!(g.get("nope"), None);
+        assert_eq!(g.tensor("nope"), None);
         assert_eq!(g.data_offset as usize, marks[4]);
         let t = g.tensor("f32").unwrap();
         assert_eq!((t.shape(), t.nbytes, t.quant_type()), (vec![4, 4], Some(64), Some(QuantType::F32)));
@@ -384,7 +397,15 @@ fn mutate(rng: &mut Rng, base: &[u8]) -> Vec<u8> {
 fn check_one(bytes: &[u8]) {
     match parse(bytes) {
         Ok(g) => {
+            // Reading every value of a file the parser accepted never panics.
+            for (k, v) in &g.metadata {
+                assert!(g.get(k).is_some());
+                if let Value::Array(a) = v {
+                    let _ = (a.values(), a.type_description(), format!("{a:?}"));
+                }
+            }
             for t in &g.tensors {
+                assert_eq!(g.tensor(&t.name), Some(t));
                 if let Some(n) = t.nbytes {
                     assert!(t.data_start + n <= bytes.len() as u64);
                     assert_eq!(g.tensor_bytes(bytes, t).map(<[u8]>::len), Some(n as usize));
@@ -443,12 +464,16 @@ mod alloc_track {
     use std::alloc::{GlobalAlloc, Layout, System};
     use std::cell::Cell;
 
-    thread_local! { static LARGEST: Cell<usize> = const { Cell::new(0) }; }
+    thread_local! {
+        static LARGEST: Cell<usize> = const { Cell::new(0) };
+        static COUNT: Cell<usize> = const { Cell::new(0) };
+    }
 
     pub struct Tracking;
 
     fn note(size: usize) {
         let _ = LARGEST.try_with(|c| c.set(c.get().max(size)));
+        let _ = COUNT.try_with(|c| c.set(c.get() + 1));
     }
 
     unsafe impl GlobalAlloc for Tracking {
@@ -474,6 +499,71 @@ mod alloc_track {
         f();
         LARGEST.with(Cell::get)
     }
+
+    /// Runs `f` and returns how many allocations (and reallocations) it made on this thread.
+    pub fn count_during(f: impl FnOnce()) -> usize {
+        COUNT.with(|c| c.set(0));
+        f();
+        COUNT.with(Cell::get)
+    }
+}
+
+/// Opening a file allocates nothing per array element: a 200,000-token vocabulary and a million
+/// empty nested arrays cost a handful of allocations (one copy of each array's bytes), not one
+/// per element, and their memory is about their size in the file.
+#[test]
+fn arrays_are_not_materialized_on_open() {
+    let n_tokens = 200_000u64;
+    let n_nested = 1_000_000u64;
+    let mut w = W::default();
+    w.header(3, 1, 2).str("tokenizer.ggml.tokens").u32(9).u32(8).u64(n_tokens);
+    for i in 0..n_tokens {
+        w.str(&format!("tok{i}"));
+    }
+    w.str("nested").u32(9).u32(9).u64(n_nested);
+    for _ in 0..n_nested {
+        w.u32(9).u64(0);
+    }
+    w.tensor("t", &[4], 0, 0).pad(32).bytes(&[0; 16]);
+    let file_len = w.0.len();
+    let mut g = None;
+    let count = alloc_track::count_during(|| g = Some(parse(&w.0).unwrap()));
+    assert!(count < 100, "{count} allocations to open a file of {} array elements", n_tokens + n_nested);
+    let largest = alloc_track::largest_during(|| g = Some(parse(&w.0).unwrap()));
+    assert!(largest <= file_len, "largest allocation {largest} bytes for a {file_len}-byte file");
+    let g = g.unwrap();
+    let tokens = g.get("tokenizer.ggml.tokens").and_then(Value::as_array).unwrap();
+    assert_eq!((tokens.len(), tokens.strings().unwrap().nth(123_456)), (n_tokens as usize, Some(&b"tok123456"[..])));
+    let nested = g.get("nested").and_then(Value::as_array).unwrap();
+    assert_eq!((nested.len(), nested.type_description()), (n_nested as usize, "ARRAY[ARRAY[ARRAY]]".to_owned()));
+    assert_eq!(nested.arrays().unwrap().filter(Array::is_empty).count(), n_nested as usize);
+}
+
+/// Lookups by name go through an index: none of 20,000 lookups scans the tensor list (checked by
+/// making the list disagree with the index, which a linear search would not notice).
+#[test]
+fn lookups_use_the_index() {
+    let n = 20_000u64;
+    let mut w = W::default();
+    w.header(3, n, 0);
+    for i in 0..n {
+        w.tensor(&format!("t{i}"), &[1], 0, 32 * i);
+    }
+    w.pad(32).bytes(&vec![0; 32 * n as usize]);
+    let mut g = parse(&w.0).unwrap();
+    for i in (0..n).step_by(997) {
+        let t = g.tensor(&format!("t{i}")).unwrap();
+        assert_eq!(t.data_start, g.data_offset + 32 * i);
+    }
+    // Found by hash: the entry at the indexed position is the one returned, also for the last one.
+    assert!(std::ptr::eq(g.tensor("t19999").unwrap(), &g.tensors[19_999]));
+    // A name changed in place is not found until the index is rebuilt; a moved entry still is.
+    g.tensors[5].name = "renamed".into();
+    assert_eq!(g.tensor("renamed"), None);
+    g.reindex();
+    assert_eq!(g.tensor("renamed").unwrap().data_start, g.data_offset + 32 * 5);
+    g.tensors.swap(0, 1);
+    assert_eq!(g.tensor("t0").unwrap().data_start, g.data_offset);
 }
 
 /// A big file claiming as many entries as could fit must not make the parser reserve memory for all

@@ -10,10 +10,10 @@ use pyo3::create_exception;
 use pyo3::exceptions::{PyKeyError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+use pyo3::types::{IntoPyDict, PyBytes, PyList, PyString, PyTuple};
 
 use super::{to_py, RealizarError};
-use crate::gguf::{Array, Gguf, GgufFile, Storage, Value};
+use crate::gguf::{Array, Gguf, GgufFile, Storage, Value, ValueType};
 
 create_exception!(
     _realizar,
@@ -67,7 +67,10 @@ fn string_value<'py>(py: Python<'py>, s: &[u8]) -> Bound<'py, PyAny> {
     }
 }
 
-fn value_to_py<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
+/// A metadata value as Python: ints, floats, bools, str (bytes if not UTF-8), and for arrays a list,
+/// except numeric and bool arrays longer than `long_array`, which become read-only 1-D NumPy arrays
+/// of the matching dtype. Built directly from the file's bytes, once, in its final form.
+fn value_to_py<'py>(py: Python<'py>, v: &Value, long_array: usize) -> PyResult<Bound<'py, PyAny>> {
     Ok(match v {
         Value::U8(x) => x.into_pyobject(py)?.into_any(),
         Value::I8(x) => x.into_pyobject(py)?.into_any(),
@@ -81,31 +84,63 @@ fn value_to_py<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
         Value::F64(x) => x.into_pyobject(py)?.into_any(),
         Value::Bool(x) => x.into_pyobject(py)?.to_owned().into_any(),
         Value::String(s) => string_value(py, s),
-        Value::Array(a) => array_to_py(py, a)?,
+        Value::Array(a) => array_to_py(py, a, long_array, usize::MAX)?,
     })
 }
 
-/// Numeric and bool arrays become 1-D NumPy arrays of the matching dtype, strings and nested
-/// arrays lists (the Python wrapper turns short numeric arrays into lists).
-fn array_to_py<'py>(py: Python<'py>, a: &Array) -> PyResult<Bound<'py, PyAny>> {
-    Ok(match a {
-        Array::U8(v) => PyArray1::from_slice(py, v).into_any(),
-        Array::I8(v) => PyArray1::from_slice(py, v).into_any(),
-        Array::U16(v) => PyArray1::from_slice(py, v).into_any(),
-        Array::I16(v) => PyArray1::from_slice(py, v).into_any(),
-        Array::U32(v) => PyArray1::from_slice(py, v).into_any(),
-        Array::I32(v) => PyArray1::from_slice(py, v).into_any(),
-        Array::F32(v) => PyArray1::from_slice(py, v).into_any(),
-        Array::Bool(v) => PyArray1::from_slice(py, v).into_any(),
-        Array::U64(v) => PyArray1::from_slice(py, v).into_any(),
-        Array::I64(v) => PyArray1::from_slice(py, v).into_any(),
-        Array::F64(v) => PyArray1::from_slice(py, v).into_any(),
-        Array::String(v) => PyList::new(py, v.iter().map(|s| string_value(py, s)))?.into_any(),
-        Array::Array(v) => {
-            let items = v.iter().map(|x| array_to_py(py, x)).collect::<PyResult<Vec<_>>>()?;
-            PyList::new(py, items)?.into_any()
+/// The first `limit` elements of `a` (all of them for `usize::MAX`), see [`value_to_py`].
+fn array_to_py<'py>(py: Python<'py>, a: &Array, long_array: usize, limit: usize) -> PyResult<Bound<'py, PyAny>> {
+    let n = a.len().min(limit);
+    let as_numpy = n > long_array;
+    /// A NumPy array (read-only) or a list of the first `n` numbers of the array's bytes.
+    fn numbers<'py, T, const N: usize>(
+        py: Python<'py>,
+        raw: &[u8],
+        n: usize,
+        as_numpy: bool,
+        read: fn([u8; N]) -> T,
+    ) -> PyResult<Bound<'py, PyAny>>
+    where
+        T: numpy::Element + IntoPyObject<'py>,
+        [u8; N]: Default,
+    {
+        let v: Vec<T> = raw.chunks_exact(N).take(n).map(|c| read(c.try_into().unwrap_or_default())).collect();
+        if as_numpy {
+            readonly(PyArray1::from_vec(py, v).into_any())
+        } else {
+            Ok(PyList::new(py, v)?.into_any())
         }
-    })
+    }
+    let raw = a.raw();
+    match a.element_type() {
+        ValueType::U8 => numbers(py, raw, n, as_numpy, u8::from_le_bytes),
+        ValueType::I8 => numbers(py, raw, n, as_numpy, i8::from_le_bytes),
+        ValueType::U16 => numbers(py, raw, n, as_numpy, u16::from_le_bytes),
+        ValueType::I16 => numbers(py, raw, n, as_numpy, i16::from_le_bytes),
+        ValueType::U32 => numbers(py, raw, n, as_numpy, u32::from_le_bytes),
+        ValueType::I32 => numbers(py, raw, n, as_numpy, i32::from_le_bytes),
+        ValueType::U64 => numbers(py, raw, n, as_numpy, u64::from_le_bytes),
+        ValueType::I64 => numbers(py, raw, n, as_numpy, i64::from_le_bytes),
+        ValueType::F32 => numbers(py, raw, n, as_numpy, f32::from_le_bytes),
+        ValueType::F64 => numbers(py, raw, n, as_numpy, f64::from_le_bytes),
+        ValueType::Bool => numbers(py, raw, n, as_numpy, |[b]: [u8; 1]| b != 0),
+        ValueType::String => {
+            let strings = a.strings().into_iter().flatten().take(n);
+            Ok(PyList::new(py, strings.map(|s| string_value(py, s)))?.into_any())
+        }
+        ValueType::Array => {
+            let arrays = a.arrays().into_iter().flatten().take(n);
+            let items = arrays.map(|x| array_to_py(py, &x, long_array, usize::MAX)).collect::<PyResult<Vec<_>>>()?;
+            Ok(PyList::new(py, items)?.into_any())
+        }
+    }
+}
+
+/// Marks a NumPy array read-only (metadata values are shared by every reader of the mapping).
+fn readonly(a: Bound<'_, PyAny>) -> PyResult<Bound<'_, PyAny>> {
+    let kwargs = [("write", false)].into_py_dict(a.py())?;
+    a.call_method("setflags", (), Some(&kwargs))?;
+    Ok(a)
 }
 
 #[pymethods]
@@ -146,9 +181,26 @@ impl _GGUFFile {
         self.header.file_len
     }
 
-    /// `[(key, type description, value)]` in file order.
-    fn metadata<'py>(&self, py: Python<'py>) -> PyResult<Vec<(String, String, Bound<'py, PyAny>)>> {
-        self.header.metadata.iter().map(|(k, v)| Ok((k.clone(), v.type_description(), value_to_py(py, v)?))).collect()
+    /// `[(key, type description)]` in file order (no value is converted).
+    fn metadata_keys(&self) -> Vec<(String, String)> {
+        self.header.metadata.iter().map(|(k, v)| (k.clone(), v.type_description())).collect()
+    }
+
+    /// The value of metadata `key` as Python (numeric arrays longer than `long_array` as read-only
+    /// NumPy arrays), converted now; the file's bytes are not needed (the header keeps them).
+    fn metadata_value<'py>(&self, py: Python<'py>, key: &str, long_array: usize) -> PyResult<Bound<'py, PyAny>> {
+        let v = self.header.get(key).ok_or_else(|| PyKeyError::new_err(key.to_owned()))?;
+        value_to_py(py, v, long_array)
+    }
+
+    /// For a summary: `(None, value)` for a scalar, `(length, first n elements)` for an array (only
+    /// those are converted, so a huge array costs nothing here).
+    fn metadata_head<'py>(&self, py: Python<'py>, key: &str, n: usize) -> PyResult<(Option<usize>, Bound<'py, PyAny>)> {
+        let v = self.header.get(key).ok_or_else(|| PyKeyError::new_err(key.to_owned()))?;
+        match v {
+            Value::Array(a) => Ok((Some(a.len()), array_to_py(py, a, usize::MAX, n)?)),
+            v => Ok((None, value_to_py(py, v, usize::MAX)?)),
+        }
     }
 
     /// `[(name, shape (NumPy order), type id, type name or None, nbytes or None, absolute offset)]`.

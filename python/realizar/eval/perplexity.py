@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from .._text import escape
 from .._types import QuantType, QuantTypeLike
 from .model import Model
 from .weights import check_requantize, is_replaced, load_model
@@ -166,7 +167,7 @@ def perplexity(
 
     t1, c1 = time.perf_counter(), time.process_time()
     nll: list[float] = []
-    desc = f"{os.path.basename(os.fspath(model_path))} {'reference' if qt is None else qt.name}"
+    desc = escape(f"{os.path.basename(os.fspath(model_path))} {'reference' if qt is None else qt.name}")
     for i in _progress(range(windows), windows, desc, progress):
         window = toks[i * ctx : (i + 1) * ctx]
         nll.append(window_nll(model.logits(window), window))
